@@ -1,0 +1,1 @@
+"""Runnable pipelines: ``python -m pipelines.ingest`` and ``python -m pipelines.search``."""

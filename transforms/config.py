@@ -1,0 +1,309 @@
+"""Validated settings for sources, chunking, models and Milvus targets.
+
+Each settings object is a frozen dataclass that checks itself when it is made,
+so that a wrong value stops a run on the launcher, before any worker starts,
+with a message that names the value and the fix. Secrets are never fields:
+a :class:`MilvusTarget` holds the *name* of the environment variable or the
+*path* of the file that has the token, and workers read it in ``setup()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import os
+from typing import Optional, Sequence
+
+__all__ = [
+    "ChunkingConfig",
+    "ConfigError",
+    "EmptyMatchTreatment",
+    "IndexConfig",
+    "MilvusTarget",
+    "SourceConfig",
+    "SourceFormat",
+    "WriteConfig",
+]
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and says how to fix it."""
+
+
+class SourceFormat(str, enum.Enum):
+    """How a file is turned into documents."""
+
+    AUTO = "auto"
+    """By extension: ``.jsonl``/``.ndjson`` as JSONL, anything else as text."""
+    TEXT = "text"
+    """The whole file is one document (txt, md, rst, …)."""
+    JSONL = "jsonl"
+    """One JSON object per line, one document per object."""
+
+
+class EmptyMatchTreatment(str, enum.Enum):
+    """What to do when an input pattern matches no file."""
+
+    DISALLOW = "disallow"
+    ALLOW = "allow"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    """Where documents come from and how to read them.
+
+    Attributes:
+      patterns: fsspec paths or globs (``docs/**/*.md``, ``memory://c/*.jsonl``,
+        ``gs://bucket/dump-*.jsonl.gz``).
+      format: How to read the files; see :class:`SourceFormat`.
+      id_field: JSONL field with the document id; documents without it get
+        ``path:line``.
+      text_field: JSONL field with the text.
+      metadata_fields: JSONL fields to keep as metadata; ``None`` keeps every
+        field but the id and text.
+      empty_match: Whether a pattern that matches nothing is an error.
+    """
+
+    patterns: tuple[str, ...]
+    format: SourceFormat = SourceFormat.AUTO
+    id_field: Optional[str] = "id"
+    text_field: str = "text"
+    metadata_fields: Optional[tuple[str, ...]] = None
+    empty_match: EmptyMatchTreatment = EmptyMatchTreatment.DISALLOW
+
+    def __post_init__(self) -> None:
+        patterns = (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
+        object.__setattr__(self, "patterns", patterns)
+        _require(
+            bool(patterns) and all(isinstance(p, str) and p.strip() for p in patterns),
+            f"source.patterns={self.patterns!r}: give at least one path or glob, "
+            "e.g. --input 'docs/*.md'.",
+        )
+        object.__setattr__(self, "format", _enum(SourceFormat, self.format, "source.format"))
+        object.__setattr__(
+            self, "empty_match", _enum(EmptyMatchTreatment, self.empty_match, "source.empty_match")
+        )
+        _require(
+            bool(self.text_field), "source.text_field is empty: name the field that holds the text."
+        )
+        if self.metadata_fields is not None:
+            object.__setattr__(self, "metadata_fields", tuple(self.metadata_fields))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkingConfig:
+    """Token windows cut from each document.
+
+    Attributes:
+      max_tokens: Tokens per chunk, counted with the model's own tokenizer.
+      overlap_tokens: Tokens shared by consecutive chunks, so that a sentence
+        cut by a window boundary is whole in one of them.
+    """
+
+    max_tokens: int = 256
+    overlap_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.max_tokens, int) and self.max_tokens > 0,
+            f"chunking.max_tokens={self.max_tokens!r}: must be a positive whole number "
+            "(256 is a good start).",
+        )
+        _require(
+            isinstance(self.overlap_tokens, int) and 0 <= self.overlap_tokens < self.max_tokens,
+            f"chunking.overlap_tokens={self.overlap_tokens!r}: must be at least 0 and less "
+            f"than chunking.max_tokens={self.max_tokens}.",
+        )
+
+    def fingerprint(self, tokenizer_fingerprint: str) -> str:
+        """Identifies these settings with this tokenizer, for chunk ids."""
+        key = f"{tokenizer_fingerprint}/{self.max_tokens}/{self.overlap_tokens}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """The vector index created with a new collection.
+
+    Attributes:
+      index_type: Milvus index type; ``AUTOINDEX`` lets the server choose.
+      metric_type: ``COSINE``, ``IP`` or ``L2``.
+      params: Index build parameters, passed through.
+    """
+
+    index_type: str = "AUTOINDEX"
+    metric_type: str = "COSINE"
+    params: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metric_type", str(self.metric_type).upper())
+        _require(
+            self.metric_type in ("COSINE", "IP", "L2"),
+            f"index.metric_type={self.metric_type!r}: use COSINE, IP or L2.",
+        )
+        if isinstance(self.params, dict):
+            object.__setattr__(self, "params", tuple(sorted(self.params.items())))
+
+
+@dataclasses.dataclass(frozen=True)
+class MilvusTarget:
+    """A Milvus collection to write to or search.
+
+    Use the named constructors: ``MilvusTarget.lite("./milvus.db", "docs")``
+    for an embedded Milvus Lite file, ``MilvusTarget.server(uri, "docs")`` for a
+    Milvus server or Zilliz Cloud.
+
+    Attributes:
+      uri: ``http(s)://host:port`` of a server, or a local ``*.db`` file path
+        for Milvus Lite.
+      collection: Collection name.
+      db_name: Database on the server; empty for the default one.
+      token_env: Environment variable that holds the token
+        (``user:password`` or an API key). Read by workers, never stored.
+      token_file: File that holds the token, as an alternative to
+        ``token_env``.
+      timeout_s: Timeout of each call to Milvus, in seconds.
+    """
+
+    uri: str
+    collection: str
+    db_name: str = ""
+    token_env: Optional[str] = "MILVUS_TOKEN"
+    token_file: Optional[str] = None
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _require(
+            bool(self.uri),
+            "milvus.uri is empty: use a local file such as ./milvus.db (Milvus Lite) or "
+            "http://localhost:19530 (a server).",
+        )
+        _require(
+            self.is_remote or self.uri.endswith(".db"),
+            f"milvus.uri={self.uri!r}: a local Milvus Lite store must be a file path ending in "
+            "'.db' (e.g. ./milvus.db); a server URI starts with http://, https:// or tcp://.",
+        )
+        _require(
+            bool(self.collection)
+            and (self.collection[0].isalpha() or self.collection[0] == "_")
+            and all(c.isalnum() or c == "_" for c in self.collection),
+            f"milvus.collection={self.collection!r}: use letters, digits and underscores, "
+            "starting with a letter or underscore.",
+        )
+        _require(self.timeout_s > 0, f"milvus.timeout_s={self.timeout_s!r}: must be positive.")
+
+    @classmethod
+    def lite(cls, path: str, collection: str) -> MilvusTarget:
+        """An embedded Milvus Lite store in a local file."""
+        return cls(uri=path, collection=collection, token_env=None)
+
+    @classmethod
+    def server(
+        cls,
+        uri: str,
+        collection: str,
+        *,
+        token_env: Optional[str] = "MILVUS_TOKEN",
+        token_file: Optional[str] = None,
+        db_name: str = "",
+    ) -> MilvusTarget:
+        """A Milvus server or Zilliz Cloud; the token is read from the
+        environment variable or file when a client connects."""
+        return cls(
+            uri=uri, collection=collection, token_env=token_env, token_file=token_file,
+            db_name=db_name,
+        )
+
+    @property
+    def is_remote(self) -> bool:
+        return self.uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+    def read_token(self) -> str:
+        """Returns the token from the file or environment variable, or ''."""
+        if self.token_file:
+            try:
+                with open(self.token_file, encoding="utf-8") as f:
+                    return f.read().strip()
+            except OSError as e:
+                raise ConfigError(
+                    f"milvus.token_file={self.token_file!r} cannot be read ({e.strerror}); "
+                    "point it at a readable file that holds the token."
+                ) from e
+        if self.token_env:
+            return os.environ.get(self.token_env, "")
+        return ""
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``pymilvus.MilvusClient``, secret included.
+
+        Call this where the client is made; never keep or log the result.
+        """
+        kwargs: dict[str, object] = {"uri": self.uri, "timeout": self.timeout_s}
+        token = self.read_token() if self.is_remote else ""
+        if token:
+            kwargs["token"] = token
+        if self.db_name:
+            kwargs["db_name"] = self.db_name
+        return kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteConfig:
+    """How rows are written.
+
+    Attributes:
+      max_batch_rows: Rows per upsert at most.
+      max_batch_bytes: Estimated bytes per upsert at most; Milvus refuses
+        requests over 64 MiB, so keep well under that.
+      max_attempts: Attempts per batch when the server is unavailable, times
+        out or limits the rate.
+      initial_backoff_s: First wait between attempts; doubles each time,
+        with jitter.
+      max_backoff_s: Longest wait between attempts.
+      text_max_length: VARCHAR length of the text field, in bytes.
+      index: The vector index made with a new collection.
+    """
+
+    max_batch_rows: int = 512
+    max_batch_bytes: int = 8 * 1024 * 1024
+    max_attempts: int = 6
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    text_max_length: int = 65535
+    index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.max_batch_rows > 0, f"write.max_batch_rows={self.max_batch_rows!r}: must be > 0.")
+        _require(
+            0 < self.max_batch_bytes <= 48 * 1024 * 1024,
+            f"write.max_batch_bytes={self.max_batch_bytes!r}: must be > 0 and at most 48 MiB "
+            "(Milvus refuses requests over 64 MiB).",
+        )
+        _require(self.max_attempts >= 1, f"write.max_attempts={self.max_attempts!r}: must be >= 1.")
+        _require(
+            0 < self.text_max_length <= 65535,
+            f"write.text_max_length={self.text_max_length!r}: must be 1..65535 (Milvus VARCHAR).",
+        )
+        if isinstance(self.index, dict):
+            object.__setattr__(self, "index", IndexConfig(**self.index))
+
+
+def _enum(kind: type[enum.Enum], value: object, name: str) -> enum.Enum:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(str(m.value) for m in kind)
+        raise ConfigError(f"{name}={value!r}: use one of {choices}.") from None
+
+
+def as_patterns(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Accepts one pattern, a comma-separated list, or a sequence of them."""
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    return tuple(value)

@@ -1,0 +1,41 @@
+"""One Beam metrics namespace for the whole framework, and its counter names.
+
+Counters are what the ingest pipeline reports at the end of a run; every
+runner aggregates them across workers, so the totals are exact on a laptop
+and on a cluster alike.
+"""
+
+from __future__ import annotations
+
+from apache_beam.metrics.metric import Metrics
+
+__all__ = [
+    "BATCHES_WRITTEN",
+    "CHUNKS",
+    "DEAD_LETTERED",
+    "DOCUMENTS_READ",
+    "NAMESPACE",
+    "WRITE_RETRIES",
+    "WRITTEN",
+    "counter",
+    "distribution",
+]
+
+NAMESPACE = "milvus_ingest"
+
+DOCUMENTS_READ = "documents_read"
+CHUNKS = "chunks"
+WRITTEN = "written"
+DEAD_LETTERED = "dead_lettered"
+BATCHES_WRITTEN = "batches_written"
+WRITE_RETRIES = "write_retries"
+
+
+def counter(name: str) -> Metrics.DelegatingCounter:
+    """A counter in the framework's namespace."""
+    return Metrics.counter(NAMESPACE, name)
+
+
+def distribution(name: str) -> Metrics.DelegatingDistribution:
+    """A distribution in the framework's namespace."""
+    return Metrics.distribution(NAMESPACE, name)
