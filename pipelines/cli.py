@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from transforms.config import ConfigError
 from transforms.milvus import CollectionMismatchError, MilvusConnectionError
@@ -15,7 +16,7 @@ from transforms.model import ModelLoadError
 USER_ERRORS = (ConfigError, CollectionMismatchError, MilvusConnectionError, ModelLoadError)
 
 
-def run_main(run: Callable[[Optional[Sequence[str]]], Any]) -> None:
+def run_main(run: Callable[[Sequence[str] | None], Any]) -> None:
     """Runs a pipeline's ``run`` with the process's arguments."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

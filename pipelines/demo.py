@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -46,7 +46,7 @@ def _corpus_folder(argv: Sequence[str]) -> str:
     return os.path.dirname(settings.source.patterns[0]) or "."
 
 
-def run(argv: Optional[Sequence[str]] = None) -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     """Writes the corpus, ingests it, and prints the answers to the sample questions."""
     argv = list(argv or ["--config", "configs/local.yaml"])
     corpus = write_corpus(_corpus_folder(argv))

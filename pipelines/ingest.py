@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -26,8 +27,14 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipelines.cli import run_main
 from pipelines.options import IngestSettings, beam_argv, ingest_settings
-from transforms import ChunkDocuments, EmbedChunks, ReadDocuments, WriteToMilvus, match_files
-from transforms import metrics
+from transforms import (
+    ChunkDocuments,
+    EmbedChunks,
+    ReadDocuments,
+    WriteToMilvus,
+    match_files,
+    metrics,
+)
 from transforms.config import ConfigError, EmptyMatchTreatment
 from transforms.types import DeadLetter
 
@@ -45,7 +52,8 @@ def build_pipeline(pipeline: beam.Pipeline, settings: IngestSettings) -> None:
     written = (
         chunked.chunks
         | "EmbedChunks" >> EmbedChunks(settings.model)
-        | "WriteToMilvus" >> WriteToMilvus(settings.target, model=settings.model, config=settings.write)
+        | "WriteToMilvus"
+        >> WriteToMilvus(settings.target, model=settings.model, config=settings.write)
     )
     _ = (
         (read.dead_letters, chunked.dead_letters, written.dead_letters)
@@ -81,7 +89,7 @@ def counts(result: PipelineResult) -> dict[str, int]:
 
 
 def run(
-    argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None
+    argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
 ) -> PipelineResult:
     """Runs an ingestion and prints its counts as one JSON line.
 

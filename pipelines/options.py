@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -33,6 +34,7 @@ from transforms.config import (
 __all__ = [
     "IngestOptions",
     "IngestSettings",
+    "MilvusOptions",
     "SearchOptions",
     "SearchSettings",
     "beam_argv",
@@ -43,21 +45,25 @@ __all__ = [
 DEFAULT_MODEL = "minishlab/potion-base-8M"
 
 
-class _CommonOptions(PipelineOptions):
-    """Flags both pipelines take."""
+class MilvusOptions(PipelineOptions):
+    """Flags both pipelines take: the config, the collection and the model."""
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config", help="YAML file describing the run (see configs/).")
-        parser.add_argument("--milvus_uri", help="Milvus server URI, or a local *.db for Milvus Lite.")
+        parser.add_argument(
+            "--milvus_uri", help="Milvus server URI, or a local *.db for Milvus Lite."
+        )
         parser.add_argument("--collection", help="Milvus collection name.")
-        parser.add_argument("--model", help="Model2Vec model: Hugging Face id, folder or fsspec URL.")
+        parser.add_argument(
+            "--model", help="Model2Vec model: Hugging Face id, folder or fsspec URL."
+        )
         parser.add_argument(
             "--milvus_token_file", help="File holding the Milvus token (else $MILVUS_TOKEN)."
         )
 
 
-class IngestOptions(_CommonOptions):
+class IngestOptions(PipelineOptions):
     """Flags of ``python -m pipelines.ingest``."""
 
     @classmethod
@@ -70,7 +76,7 @@ class IngestOptions(_CommonOptions):
         )
 
 
-class SearchOptions(_CommonOptions):
+class SearchOptions(PipelineOptions):
     """Flags of ``python -m pipelines.search``."""
 
     @classmethod
@@ -108,10 +114,19 @@ class SearchSettings:
     output: str
 
 
-_SECTIONS = ("pipeline", "source", "model", "chunking", "milvus", "write", "search", "dead_letter_path")
+_SECTIONS = (
+    "pipeline",
+    "source",
+    "model",
+    "chunking",
+    "milvus",
+    "write",
+    "search",
+    "dead_letter_path",
+)
 
 
-def _load_yaml(path: Optional[str]) -> dict[str, Any]:
+def _load_yaml(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     try:
@@ -122,7 +137,9 @@ def _load_yaml(path: Optional[str]) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"--config {path!r} is not valid YAML: {e}") from e
     if not isinstance(loaded, dict):
-        raise ConfigError(f"--config {path!r} must be a mapping of sections ({', '.join(_SECTIONS)}).")
+        raise ConfigError(
+            f"--config {path!r} must be a mapping of sections ({', '.join(_SECTIONS)})."
+        )
     unknown = sorted(set(loaded) - set(_SECTIONS))
     if unknown:
         raise ConfigError(
@@ -142,20 +159,22 @@ def _build(kind: type, section: str, values: Mapping[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(kind)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{section}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}.")
+        raise ConfigError(
+            f"{section}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}."
+        )
     try:
         return kind(**values)
     except TypeError as e:
         raise ConfigError(f"{section}: {e}") from e
 
 
-def beam_argv(argv: Optional[Sequence[str]]) -> list[str]:
+def beam_argv(argv: Sequence[str] | None) -> list[str]:
     """The Beam flags of a run: the YAML's ``pipeline:`` section, then argv.
 
     argv comes last, so that a flag on the command line wins over the file.
     """
     argv = list(argv or [])
-    config_path = PipelineOptions(argv).view_as(_CommonOptions).config
+    config_path = PipelineOptions(argv).view_as(MilvusOptions).config
     flags = []
     for key, value in _section(_load_yaml(config_path), "pipeline").items():
         if isinstance(value, bool):
@@ -165,7 +184,7 @@ def beam_argv(argv: Optional[Sequence[str]]) -> list[str]:
     return flags + argv
 
 
-def _target(config: Mapping[str, Any], options: _CommonOptions) -> MilvusTarget:
+def _target(config: Mapping[str, Any], options: MilvusOptions) -> MilvusTarget:
     milvus = _section(config, "milvus")
     if options.milvus_uri:
         milvus["uri"] = options.milvus_uri
@@ -181,7 +200,7 @@ def _target(config: Mapping[str, Any], options: _CommonOptions) -> MilvusTarget:
     return _build(MilvusTarget, "milvus", milvus)
 
 
-def _model(config: Mapping[str, Any], options: _CommonOptions) -> str:
+def _model(config: Mapping[str, Any], options: MilvusOptions) -> str:
     model = options.model or config.get("model") or DEFAULT_MODEL
     if not isinstance(model, str):
         raise ConfigError(f"model={model!r}: give a Hugging Face id, a folder or a URL.")
@@ -195,21 +214,24 @@ def ingest_settings(options: PipelineOptions) -> IngestSettings:
       ConfigError: naming the value that is wrong and the fix.
     """
     flags = options.view_as(IngestOptions)
-    config = _load_yaml(flags.config)
+    common = options.view_as(MilvusOptions)
+    config = _load_yaml(common.config)
     source = _section(config, "source")
     if flags.input:
         source["patterns"] = as_patterns(flags.input)
     if "patterns" not in source:
-        raise ConfigError("no input: pass --input PATH_OR_GLOB or set source.patterns in the config.")
+        raise ConfigError(
+            "no input: pass --input PATH_OR_GLOB or set source.patterns in the config."
+        )
     source["patterns"] = as_patterns(source["patterns"])
     write = _section(config, "write")
     if "index" in write:
         write["index"] = _build(IndexConfig, "write.index", write["index"])
     return IngestSettings(
         source=_build(SourceConfig, "source", source),
-        model=_model(config, flags),
+        model=_model(config, common),
         chunking=_build(ChunkingConfig, "chunking", _section(config, "chunking")),
-        target=_target(config, flags),
+        target=_target(config, common),
         write=_build(WriteConfig, "write", write),
         dead_letter_path=flags.dead_letter_path
         or str(config.get("dead_letter_path") or "dead_letters/dead_letters"),
@@ -223,7 +245,8 @@ def search_settings(options: PipelineOptions) -> SearchSettings:
       ConfigError: naming the value that is wrong and the fix.
     """
     flags = options.view_as(SearchOptions)
-    config = _load_yaml(flags.config)
+    common = options.view_as(MilvusOptions)
+    config = _load_yaml(common.config)
     search = _section(config, "search")
     queries = list(flags.query or [])
     if flags.queries_file:
@@ -231,8 +254,12 @@ def search_settings(options: PipelineOptions) -> SearchSettings:
             with open(flags.queries_file, encoding="utf-8") as f:
                 queries += [line.strip() for line in f if line.strip()]
         except OSError as e:
-            raise ConfigError(f"--queries_file {flags.queries_file!r} cannot be read: {e.strerror}.") from e
-    queries += [str(q) for q in search.get("queries", []) if not (flags.query or flags.queries_file)]
+            raise ConfigError(
+                f"--queries_file {flags.queries_file!r} cannot be read: {e.strerror}."
+            ) from e
+    queries += [
+        str(q) for q in search.get("queries", []) if not (flags.query or flags.queries_file)
+    ]
     if not queries:
         raise ConfigError("no query: pass --query TEXT (repeatable) or --queries_file FILE.")
     top_k = flags.top_k if flags.top_k is not None else search.get("top_k", 5)
@@ -240,8 +267,8 @@ def search_settings(options: PipelineOptions) -> SearchSettings:
         raise ConfigError(f"top_k={top_k!r}: must be a whole number of at least 1.")
     return SearchSettings(
         queries=tuple(queries),
-        model=_model(config, flags),
-        target=_target(config, flags),
+        model=_model(config, common),
+        target=_target(config, common),
         top_k=top_k,
         filter_expression=flags.filter_expression or search.get("filter", ""),
         output=flags.output or search.get("output", "search_results/results"),

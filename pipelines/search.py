@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 import fsspec
@@ -56,7 +56,7 @@ def read_results(output: str) -> list[dict]:
 
 
 def answers(
-    argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None
+    argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
 ) -> tuple[PipelineResult, list[dict]]:
     """Runs a search; returns the result and each query's hits, in query order.
 
@@ -78,7 +78,7 @@ def answers(
 
 
 def run(
-    argv: Optional[Sequence[str]] = None, test_pipeline: Optional[beam.Pipeline] = None
+    argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
 ) -> PipelineResult:
     """Runs a search and prints each query's hits as one JSON line."""
     result, found = answers(argv, test_pipeline)

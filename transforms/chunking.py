@@ -8,7 +8,8 @@ two tokens, never inside a word piece. Chunk ids are deterministic (see
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Union
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -51,7 +52,7 @@ class _ChunkDocumentsFn(beam.DoFn):
     def __init__(self, model_source: str, config: ChunkingConfig) -> None:
         self._model_source = model_source
         self._config = config
-        self._embedder: Optional[StaticEmbedder] = None
+        self._embedder: StaticEmbedder | None = None
         self._settings = ""
         self._chunks = metrics.counter(metrics.CHUNKS)
         self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
@@ -60,7 +61,7 @@ class _ChunkDocumentsFn(beam.DoFn):
         self._embedder = acquire_embedder(self._model_source)
         self._settings = self._config.fingerprint(self._embedder.tokenizer_fingerprint)
 
-    def process(self, document: Document) -> Iterator[Union[Chunk, pvalue.TaggedOutput]]:
+    def process(self, document: Document) -> Iterator[Chunk | pvalue.TaggedOutput]:
         assert self._embedder is not None, "setup() was not called"
         encoding = self._embedder.window_tokenizer.encode(document.text, add_special_tokens=False)
         spans = token_windows(
@@ -70,7 +71,9 @@ class _ChunkDocumentsFn(beam.DoFn):
             self._dead_lettered.inc()
             yield pvalue.TaggedOutput(
                 DEAD_LETTERS,
-                DeadLetter.of("chunk", document.source or document.id, "document has no tokens", document.text),
+                DeadLetter.of(
+                    "chunk", document.source or document.id, "document has no tokens", document.text
+                ),
             )
             return
         for index, (start, end) in enumerate(spans):

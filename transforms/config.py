@@ -13,7 +13,7 @@ import dataclasses
 import enum
 import hashlib
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "ChunkingConfig",
@@ -72,9 +72,9 @@ class SourceConfig:
 
     patterns: tuple[str, ...]
     format: SourceFormat = SourceFormat.AUTO
-    id_field: Optional[str] = "id"
+    id_field: str | None = "id"
     text_field: str = "text"
-    metadata_fields: Optional[tuple[str, ...]] = None
+    metadata_fields: tuple[str, ...] | None = None
     empty_match: EmptyMatchTreatment = EmptyMatchTreatment.DISALLOW
 
     def __post_init__(self) -> None:
@@ -174,8 +174,8 @@ class MilvusTarget:
     uri: str
     collection: str
     db_name: str = ""
-    token_env: Optional[str] = "MILVUS_TOKEN"
-    token_file: Optional[str] = None
+    token_env: str | None = "MILVUS_TOKEN"
+    token_file: str | None = None
     timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -209,14 +209,17 @@ class MilvusTarget:
         uri: str,
         collection: str,
         *,
-        token_env: Optional[str] = "MILVUS_TOKEN",
-        token_file: Optional[str] = None,
+        token_env: str | None = "MILVUS_TOKEN",
+        token_file: str | None = None,
         db_name: str = "",
     ) -> MilvusTarget:
         """A Milvus server or Zilliz Cloud; the token is read from the
         environment variable or file when a client connects."""
         return cls(
-            uri=uri, collection=collection, token_env=token_env, token_file=token_file,
+            uri=uri,
+            collection=collection,
+            token_env=token_env,
+            token_file=token_file,
             db_name=db_name,
         )
 
@@ -279,7 +282,9 @@ class WriteConfig:
     index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
 
     def __post_init__(self) -> None:
-        _require(self.max_batch_rows > 0, f"write.max_batch_rows={self.max_batch_rows!r}: must be > 0.")
+        _require(
+            self.max_batch_rows > 0, f"write.max_batch_rows={self.max_batch_rows!r}: must be > 0."
+        )
         _require(
             0 < self.max_batch_bytes <= 48 * 1024 * 1024,
             f"write.max_batch_bytes={self.max_batch_bytes!r}: must be > 0 and at most 48 MiB "

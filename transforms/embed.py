@@ -9,7 +9,8 @@ worker process, and shares it between the process's threads.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -50,10 +51,13 @@ class Model2VecModelHandler(ModelHandler[str, PredictionResult, StaticEmbedder])
         self,
         batch: Sequence[str],
         model: StaticEmbedder,
-        inference_args: Optional[dict[str, Any]] = None,
+        inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         vectors = model.embed(list(batch))
-        return [PredictionResult(text, vector, self._model) for text, vector in zip(batch, vectors)]
+        return [
+            PredictionResult(text, vector, self._model)
+            for text, vector in zip(batch, vectors, strict=True)
+        ]
 
     def get_num_bytes(self, batch: Sequence[str]) -> int:
         return sum(len(text) for text in batch)
@@ -77,10 +81,12 @@ class _ChunkEmbeddingHandler(ModelHandler[Chunk, Chunk, StaticEmbedder]):
         self,
         batch: Sequence[Chunk],
         model: StaticEmbedder,
-        inference_args: Optional[dict[str, Any]] = None,
+        inference_args: dict[str, Any] | None = None,
     ) -> Iterable[Chunk]:
         vectors = model.embed([chunk.text for chunk in batch])
-        return [dataclasses.replace(chunk, embedding=v) for chunk, v in zip(batch, vectors)]
+        return [
+            dataclasses.replace(chunk, embedding=v) for chunk, v in zip(batch, vectors, strict=True)
+        ]
 
     def get_num_bytes(self, batch: Sequence[Chunk]) -> int:
         return sum(len(chunk.text) for chunk in batch)
@@ -115,7 +121,7 @@ class EmbedChunks(beam.PTransform):
 
 
 def _to_encoded_query(result: PredictionResult) -> EncodedQuery:
-    return EncodedQuery(text=result.example, embedding=np.asarray(result.inference))
+    return EncodedQuery(text=str(result.example), embedding=np.asarray(result.inference))
 
 
 class EncodeQueries(beam.PTransform):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,9 @@ def ensure_collection(
     client = connect(target)
     try:
         if client.has_collection(target.collection):
-            _check_collection(client.describe_collection(target.collection), target, dim, fingerprint)
+            _check_collection(
+                client.describe_collection(target.collection), target, dim, fingerprint
+            )
             return False
         index_params = client.prepare_index_params()
         index_params.add_index(
@@ -162,7 +165,14 @@ def _check_collection(
     fields = {f["name"]: f for f in description.get("fields", [])}
     missing = [
         name
-        for name in (FIELD_ID, FIELD_VECTOR, FIELD_TEXT, FIELD_DOCUMENT_ID, FIELD_CHUNK_INDEX, FIELD_METADATA)
+        for name in (
+            FIELD_ID,
+            FIELD_VECTOR,
+            FIELD_TEXT,
+            FIELD_DOCUMENT_ID,
+            FIELD_CHUNK_INDEX,
+            FIELD_METADATA,
+        )
         if name not in fields
     ]
     if missing:
@@ -195,7 +205,7 @@ def _check_collection(
         )
 
 
-def build_row(chunk: Chunk, dim: int, config: WriteConfig) -> Union[tuple[Row, int], str]:
+def build_row(chunk: Chunk, dim: int, config: WriteConfig) -> tuple[Row, int] | str:
     """Returns the row for a chunk and its estimated size in bytes, or why not.
 
     The checks are the ones Milvus would make, made before the request so
@@ -240,11 +250,24 @@ DATA = "data"
 
 _RATE_LIMIT_CODE = 8
 _COLLECTION_NOT_FOUND_CODE = 100
-_FATAL_MESSAGES = ("collection not found", "can't find collection", "permission", "auth", "credential")
-_TRANSIENT_MESSAGES = ("rate limit", "deadline", "unavailable", "timeout", "timed out", "connection")
+_FATAL_MESSAGES = (
+    "collection not found",
+    "can't find collection",
+    "permission",
+    "auth",
+    "credential",
+)
+_TRANSIENT_MESSAGES = (
+    "rate limit",
+    "deadline",
+    "unavailable",
+    "timeout",
+    "timed out",
+    "connection",
+)
 
 
-def error_kind(error: BaseException) -> Optional[str]:
+def error_kind(error: BaseException) -> str | None:
     """Classifies an error of a write; ``None`` means not Milvus's (a bug)."""
     import grpc
     from pymilvus.exceptions import MilvusException, MilvusUnavailableException
@@ -267,7 +290,11 @@ def error_kind(error: BaseException) -> Optional[str]:
         message = str(error.message).lower()
         if error.code == _COLLECTION_NOT_FOUND_CODE or any(m in message for m in _FATAL_MESSAGES):
             return FATAL
-        if error.retriable or error.code == _RATE_LIMIT_CODE or any(m in message for m in _TRANSIENT_MESSAGES):
+        if (
+            error.retriable
+            or error.code == _RATE_LIMIT_CODE
+            or any(m in message for m in _TRANSIENT_MESSAGES)
+        ):
             return TRANSIENT
         return DATA
     return None

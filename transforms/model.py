@@ -23,7 +23,8 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from apache_beam.utils import shared
@@ -54,7 +55,7 @@ def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~", "file://")) or os.sep in source.replace("/", "", 1)
 
 
-def resolve_model_source(source: str, cache_dir: Optional[str] = None) -> str:
+def resolve_model_source(source: str, cache_dir: str | None = None) -> str:
     """Returns a local folder, or a Hugging Face id, to load ``source`` from.
 
     A local folder is used as it is; an fsspec URL is copied to
@@ -130,7 +131,7 @@ class StaticEmbedder:
             None if model.max_length is None else model.max_length * model.median_token_length
         )
         self.normalize = bool(model.normalize)
-        self.max_length: Optional[int] = model.max_length
+        self.max_length: int | None = model.max_length
         # Chunking counts every token, so it gets its own tokenizer without
         # truncation; the model's own one keeps the truncation encode uses.
         self.window_tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
@@ -141,7 +142,7 @@ class StaticEmbedder:
         ).hexdigest()[:16]
 
     @classmethod
-    def load(cls, source: str, *, cache_dir: Optional[str] = None) -> StaticEmbedder:
+    def load(cls, source: str, *, cache_dir: str | None = None) -> StaticEmbedder:
         """Loads a model from a Hugging Face id, a local folder or an fsspec URL.
 
         Raises:
@@ -159,7 +160,11 @@ class StaticEmbedder:
         embedder = cls(model, source)
         _LOGGER.info(
             "Loaded Model2Vec model %s (dim %d, normalize=%s) in %.2fs in process %d",
-            source, embedder.dim, embedder.normalize, time.monotonic() - started, os.getpid(),
+            source,
+            embedder.dim,
+            embedder.normalize,
+            time.monotonic() - started,
+            os.getpid(),
         )
         return embedder
 
@@ -241,7 +246,7 @@ class QueryEncoder:
 
     def __init__(self, model_source: str = "minishlab/potion-base-8M") -> None:
         self.model_source = model_source
-        self._embedder: Optional[StaticEmbedder] = None
+        self._embedder: StaticEmbedder | None = None
         self._lock = threading.Lock()
 
     @property

@@ -6,7 +6,8 @@ keeps one client, made in ``setup``.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import apache_beam as beam
 
@@ -24,7 +25,7 @@ class _SearchMilvusFn(beam.DoFn):
         top_k: int,
         filter_expression: str,
         output_fields: tuple[str, ...],
-        search_params: Optional[dict[str, Any]],
+        search_params: dict[str, Any] | None,
     ) -> None:
         self._target = target
         self._top_k = top_k
@@ -47,11 +48,15 @@ class _SearchMilvusFn(beam.DoFn):
             anns_field=FIELD_VECTOR,
             timeout=self._target.timeout_s,
         )
-        for query, hits in zip(queries, answers):
+        for query, hits in zip(queries, answers, strict=True):
             yield SearchResult(
                 query=query.text,
                 hits=tuple(
-                    SearchHit(id=str(h["id"]), distance=float(h["distance"]), fields=dict(h.get("entity", {})))
+                    SearchHit(
+                        id=str(h["id"]),
+                        distance=float(h["distance"]),
+                        fields=dict(h.get("entity", {})),
+                    )
                     for h in hits
                 ),
             )
@@ -82,7 +87,7 @@ class SearchMilvus(beam.PTransform):
         top_k: int = 5,
         filter_expression: str = "",
         output_fields: Sequence[str] = (FIELD_TEXT, FIELD_DOCUMENT_ID),
-        search_params: Optional[dict[str, Any]] = None,
+        search_params: dict[str, Any] | None = None,
         max_batch_size: int = 64,
     ) -> None:
         super().__init__()
@@ -102,7 +107,11 @@ class SearchMilvus(beam.PTransform):
             | "Search"
             >> beam.ParDo(
                 _SearchMilvusFn(
-                    self._target, self._top_k, self._filter, self._output_fields, self._search_params
+                    self._target,
+                    self._top_k,
+                    self._filter,
+                    self._output_fields,
+                    self._search_params,
                 )
             )
         )

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Iterator, Union
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -26,7 +27,15 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import metrics
 from transforms.config import MilvusTarget, WriteConfig
-from transforms.milvus import DATA, TRANSIENT, Row, build_row, connect, ensure_collection, error_kind
+from transforms.milvus import (
+    DATA,
+    TRANSIENT,
+    Row,
+    build_row,
+    connect,
+    ensure_collection,
+    error_kind,
+)
 from transforms.model import acquire_embedder
 from transforms.types import Chunk, DeadLetter
 
@@ -46,7 +55,7 @@ class _Pending:
     elements, which are both emitted once it is written.
     """
 
-    __slots__ = ("row", "size", "elements")
+    __slots__ = ("elements", "row", "size")
 
     def __init__(self, row: Row, size: int, elements: list[tuple[Any, Any]]) -> None:
         self.row = row
@@ -80,7 +89,7 @@ class _WriteToMilvusFn(beam.DoFn):
         chunk: Chunk,
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
-    ) -> Iterator[Union[WindowedValue, pvalue.TaggedOutput]]:
+    ) -> Iterator[WindowedValue | pvalue.TaggedOutput]:
         built = build_row(chunk, self._dim, self._config)
         if isinstance(built, str):
             self._dead_lettered.inc()
@@ -129,7 +138,9 @@ class _WriteToMilvusFn(beam.DoFn):
                     yield WindowedValue(row_id, timestamp, windows)
                 else:
                     letter = DeadLetter.of("write", row_id, reason, p.row["text"])
-                    yield pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(letter, timestamp, windows))
+                    yield pvalue.TaggedOutput(
+                        DEAD_LETTERS, WindowedValue(letter, timestamp, windows)
+                    )
 
     def _write_isolating(self, rows: list[Row]) -> list[tuple[str, str]]:
         """Writes rows; returns ``(id, reason)`` of each row the server refused."""
@@ -157,7 +168,12 @@ class _WriteToMilvusFn(beam.DoFn):
                 delay = random.uniform(0, min(backoff, self._config.max_backoff_s))
                 _LOGGER.warning(
                     "Upsert of %d rows to %s failed (attempt %d of %d), retrying in %.1fs: %s",
-                    len(rows), self._target.collection, attempt, self._config.max_attempts, delay, e,
+                    len(rows),
+                    self._target.collection,
+                    attempt,
+                    self._config.max_attempts,
+                    delay,
+                    e,
                 )
                 time.sleep(delay)
                 backoff *= 2
@@ -211,7 +227,9 @@ class WriteToMilvus(beam.PTransform):
       ``dead_letters`` (a ``DoOutputsTuple``).
     """
 
-    def __init__(self, target: MilvusTarget, *, model: str, config: WriteConfig = WriteConfig()) -> None:
+    def __init__(
+        self, target: MilvusTarget, *, model: str, config: WriteConfig = WriteConfig()
+    ) -> None:
         super().__init__()
         self._target = target
         self._model = model
@@ -233,4 +251,8 @@ class WriteToMilvus(beam.PTransform):
         return results
 
     def display_data(self) -> dict[str, Any]:
-        return {"uri": self._target.uri, "collection": self._target.collection, "model": self._model}
+        return {
+            "uri": self._target.uri,
+            "collection": self._target.collection,
+            "model": self._model,
+        }

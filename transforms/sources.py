@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import apache_beam as beam
 import fsspec
@@ -98,8 +99,12 @@ class _ReadFileFn(beam.DoFn):
         self._documents_read = metrics.counter(metrics.DOCUMENTS_READ)
         self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
 
-    def process(self, path: str) -> Iterator[Union[Document, pvalue.TaggedOutput]]:
-        read = _read_jsonl if _format_of(path, self._config.format) is SourceFormat.JSONL else _read_text
+    def process(self, path: str) -> Iterator[Document | pvalue.TaggedOutput]:
+        read = (
+            _read_jsonl
+            if _format_of(path, self._config.format) is SourceFormat.JSONL
+            else _read_text
+        )
         for record in read(path, self._config):
             if isinstance(record, DeadLetter):
                 self._dead_lettered.inc()
@@ -109,7 +114,7 @@ class _ReadFileFn(beam.DoFn):
                 yield record
 
 
-def _read_text(path: str, config: SourceConfig) -> Iterator[Union[Document, DeadLetter]]:
+def _read_text(path: str, config: SourceConfig) -> Iterator[Document | DeadLetter]:
     try:
         with fsspec.open(path, "rb", compression="infer") as f:
             data = f.read()
@@ -127,7 +132,7 @@ def _read_text(path: str, config: SourceConfig) -> Iterator[Union[Document, Dead
     yield Document(id=path, text=text, metadata={"path": path}, source=path)
 
 
-def _read_jsonl(path: str, config: SourceConfig) -> Iterator[Union[Document, DeadLetter]]:
+def _read_jsonl(path: str, config: SourceConfig) -> Iterator[Document | DeadLetter]:
     line_no = 0
     try:
         with fsspec.open(path, "rb", compression="infer") as f:
@@ -137,12 +142,14 @@ def _read_jsonl(path: str, config: SourceConfig) -> Iterator[Union[Document, Dea
                 if raw.strip():
                     yield _parse_jsonl_line(raw, path, line_no, config)
     except (OSError, EOFError, ValueError) as e:
-        yield DeadLetter.of("read", f"{path}:{line_no + 1}", f"cannot read file past line {line_no}: {e}")
+        yield DeadLetter.of(
+            "read", f"{path}:{line_no + 1}", f"cannot read file past line {line_no}: {e}"
+        )
 
 
 def _parse_jsonl_line(
     raw: bytes, path: str, line_no: int, config: SourceConfig
-) -> Union[Document, DeadLetter]:
+) -> Document | DeadLetter:
     where = f"{path}:{line_no}"
     try:
         record = json.loads(raw.decode("utf-8"))
@@ -151,12 +158,23 @@ def _parse_jsonl_line(
     except json.JSONDecodeError as e:
         return DeadLetter.of("read", where, f"malformed JSON: {e.msg} at column {e.colno}", raw)
     if not isinstance(record, dict):
-        return DeadLetter.of("read", where, f"expected a JSON object, got {type(record).__name__}", raw)
+        return DeadLetter.of(
+            "read", where, f"expected a JSON object, got {type(record).__name__}", raw
+        )
     text = record.get(config.text_field)
     if not isinstance(text, str) or not text.strip():
-        found = "missing" if text is None else f"a {type(text).__name__}" if not isinstance(text, str) else "empty"
+        found = (
+            "missing"
+            if text is None
+            else f"a {type(text).__name__}"
+            if not isinstance(text, str)
+            else "empty"
+        )
         return DeadLetter.of(
-            "read", where, f"text field {config.text_field!r} is {found}; it must be non-empty text", raw
+            "read",
+            where,
+            f"text field {config.text_field!r} is {found}; it must be non-empty text",
+            raw,
         )
     doc_id = _document_id(record, config.id_field, where)
     if isinstance(doc_id, DeadLetter):
@@ -164,7 +182,7 @@ def _parse_jsonl_line(
     return Document(id=doc_id, text=text, metadata=_metadata(record, config), source=where)
 
 
-def _document_id(record: dict[str, Any], id_field: Optional[str], where: str) -> Union[str, DeadLetter]:
+def _document_id(record: dict[str, Any], id_field: str | None, where: str) -> str | DeadLetter:
     if not id_field or record.get(id_field) is None:
         return where
     value = record[id_field]
@@ -195,7 +213,7 @@ class ReadDocuments(beam.PTransform):
       The outputs ``documents`` and ``dead_letters`` (a ``DoOutputsTuple``).
     """
 
-    def __init__(self, source: Union[SourceConfig, str, Sequence[str]]) -> None:
+    def __init__(self, source: SourceConfig | str | Sequence[str]) -> None:
         super().__init__()
         self._config = source if isinstance(source, SourceConfig) else SourceConfig(patterns=source)  # type: ignore[arg-type]
 

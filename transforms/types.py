@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class Chunk:
     start: int
     end: int
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    embedding: Optional[np.ndarray] = None
+    embedding: np.ndarray | None = None
 
     def __eq__(self, other: object) -> bool:
         # numpy arrays do not compare to a single bool; compare them as lists.

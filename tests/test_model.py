@@ -1,0 +1,125 @@
+"""Model loading and embedding: equal to StaticModel.encode, once per process, any source."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pathlib
+
+import fsspec
+import numpy as np
+import pytest
+from model2vec import StaticModel
+
+from transforms import ModelLoadError, QueryEncoder, StaticEmbedder
+from transforms.model import acquire_embedder, resolve_model_source
+
+TEXTS = [
+    "How do I catch an exception?",
+    "for item in items: loop over the list",
+    "",
+    "zzz qqq unknown words only",
+    "import a module from a package " * 300,  # longer than the model's max_length
+]
+
+
+def test_float32_model_matches_encode_within_1e6(tiny_model) -> None:
+    expected = StaticModel.from_pretrained(tiny_model, force_download=False).encode(TEXTS)
+    got = StaticEmbedder.load(tiny_model).embed(TEXTS)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_float16_model_matches_encode_within_float16_rounding(tiny_model_f16) -> None:
+    model = StaticModel.from_pretrained(tiny_model_f16, force_download=False)
+    assert model.embedding.dtype == np.float16
+    got = StaticEmbedder.load(tiny_model_f16).embed(TEXTS)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, model.encode(TEXTS).astype(np.float32), atol=2e-3)
+
+
+def test_int8_demo_model_matches_encode(demo_model) -> None:
+    model = StaticModel.from_pretrained(demo_model, force_download=False)
+    assert model.embedding.dtype == np.int8
+    got = StaticEmbedder.load(demo_model).embed(TEXTS)
+    np.testing.assert_allclose(got, model.encode(TEXTS), atol=1e-6)
+    assert got.shape == (len(TEXTS), 256)
+
+
+def test_embedding_does_not_touch_the_shared_tokenizer(tiny_model) -> None:
+    embedder = StaticEmbedder.load(tiny_model)
+    tokenizer = embedder._model.tokenizer
+    before = tokenizer.truncation
+    embedder.embed(TEXTS)
+    assert tokenizer.truncation == before
+    assert embedder.window_tokenizer.truncation is None
+
+
+def test_a_process_loads_each_model_once(tiny_model, tiny_model_f16) -> None:
+    first = acquire_embedder(tiny_model)
+    assert acquire_embedder(tiny_model) is first
+    assert acquire_embedder(tiny_model_f16) is not first
+    assert acquire_embedder(tiny_model) is first
+
+
+def test_local_folder_and_hub_id_resolution(tiny_model, tmp_path) -> None:
+    assert resolve_model_source(tiny_model) == tiny_model
+    assert resolve_model_source("minishlab/potion-base-8M") == "minishlab/potion-base-8M"
+    with pytest.raises(ModelLoadError, match="missing-model"):
+        resolve_model_source(str(tmp_path / "missing-model"))
+    with pytest.raises(ModelLoadError, match="no-such-org/no-such-model"):
+        StaticEmbedder.load("./no-such-org/no-such-model")
+
+
+def test_fsspec_url_is_staged_to_a_local_cache_once(tiny_model, tmp_path) -> None:
+    memory = fsspec.filesystem("memory")
+    for file in pathlib.Path(tiny_model).iterdir():
+        memory.pipe(f"/models/tiny/{file.name}", file.read_bytes())
+    cache = tmp_path / "cache"
+    staged = resolve_model_source("memory://models/tiny", str(cache))
+    assert sorted(os.listdir(staged)) == sorted(os.listdir(tiny_model))
+    assert resolve_model_source("memory://models/tiny", str(cache)) == staged
+    assert [p.name for p in cache.iterdir()] == [pathlib.Path(staged).name]  # no staging left
+    np.testing.assert_allclose(
+        StaticEmbedder.load(staged).embed(TEXTS), StaticEmbedder.load(tiny_model).embed(TEXTS)
+    )
+    with pytest.raises(ModelLoadError, match="memory://models/absent"):
+        resolve_model_source("memory://models/absent", str(cache))
+
+
+def test_fingerprint_identifies_the_vectors_not_the_path(
+    tiny_model, tiny_model_f16, tmp_path
+) -> None:
+    import shutil
+
+    copy = shutil.copytree(tiny_model, tmp_path / "copy")
+    a = StaticEmbedder.load(tiny_model).fingerprint()
+    b = StaticEmbedder.load(str(copy)).fingerprint()
+    c = StaticEmbedder.load(tiny_model_f16).fingerprint()
+    assert a["model"] != b["model"]
+    assert (a["vectors_sha256"], a["tokenizer_sha256"], a["dim"]) == (
+        b["vectors_sha256"],
+        b["tokenizer_sha256"],
+        b["dim"],
+    )
+    assert a["vectors_sha256"] != c["vectors_sha256"]
+
+
+def test_query_encoder_has_the_pymilvus_api_and_loads_lazily(tiny_model) -> None:
+    encoder = QueryEncoder(tiny_model)
+    assert encoder._embedder is None  # nothing loaded until first use
+    queries = encoder.encode_queries(["how do i catch an exception"])
+    documents = encoder.encode_documents(["try except catches exceptions", "loops"])
+    assert encoder.dim == 16
+    assert isinstance(queries, list) and all(isinstance(v, np.ndarray) for v in queries)
+    assert [v.shape for v in documents] == [(16,), (16,)]
+    expected = StaticModel.from_pretrained(tiny_model, force_download=False).encode(
+        ["try except catches exceptions", "loops"]
+    )
+    np.testing.assert_allclose(np.stack(documents), expected, atol=1e-6)
+    # The parameter names of pymilvus.model.dense.Model2VecEmbeddingFunction.
+    assert list(inspect.signature(QueryEncoder.encode_queries).parameters) == ["self", "queries"]
+    assert list(inspect.signature(QueryEncoder.encode_documents).parameters) == [
+        "self",
+        "documents",
+    ]
