@@ -7,13 +7,21 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from transforms.client import MilvusAuthError, MilvusConnectionError
+from transforms.collection import CollectionMismatchError, RowCountMismatchError
 from transforms.config import ConfigError
-from transforms.milvus import CollectionMismatchError, MilvusConnectionError
 from transforms.model import ModelLoadError
 
-# Errors that mean the run was set up wrong: the message says what to fix,
-# so a traceback would only hide it.
-USER_ERRORS = (ConfigError, CollectionMismatchError, MilvusConnectionError, ModelLoadError)
+# Errors that mean the run was set up wrong, or did not end as it should: the
+# message says what to fix, so a traceback would only hide it.
+USER_ERRORS = (
+    ConfigError,
+    CollectionMismatchError,
+    MilvusAuthError,
+    MilvusConnectionError,
+    ModelLoadError,
+    RowCountMismatchError,
+)
 
 
 def run_main(run: Callable[[Sequence[str] | None], Any]) -> None:

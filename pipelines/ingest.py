@@ -4,60 +4,87 @@ Run it::
 
     python -m pipelines.ingest --config configs/local.yaml
     python -m pipelines.ingest --config configs/local.yaml --input 'docs/**/*.md' \\
-        --runner DirectRunner --direct_num_workers 2
+        --direct_num_workers 2 --direct_running_mode multi_processing
 
-At the end it prints one JSON line with the run's counts: ``documents_read``,
-``chunks``, ``written``, ``dead_lettered`` and ``seconds``. Every record read
-is either written or dead-lettered; dead letters are written as JSONL to
-``--dead_letter_path``.
+Before the pipeline starts, the launcher checks the inputs, the model and
+the collection (created, dropped or checked as ``write.mode`` says). While it
+runs, where the runner reports metrics while running, it prints a progress
+line every few seconds. At the end it flushes the collection once, checks the
+row count against what was written, and prints one JSON line (also written to
+``--report_path``): ``documents_read``, ``chunks``, ``written``,
+``dead_lettered``, ``seconds`` and more. Every record read is either written or
+dead-lettered; dead letters are written as JSONL to ``--dead_letter_path``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+import fsspec
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.runner import PipelineResult
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipelines.cli import run_main
-from pipelines.options import IngestSettings, beam_argv, ingest_settings
+from pipelines.lite_server import needs_server, serve_lite
+from pipelines.options import IngestOptions, IngestSettings, beam_argv, ingest_settings
 from transforms import (
     ChunkDocuments,
     EmbedChunks,
     ReadDocuments,
     WriteToMilvus,
+    finish_collection,
     match_files,
     metrics,
+    prepare_collection,
 )
-from transforms.config import ConfigError, EmptyMatchTreatment
+from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget
+from transforms.model import acquire_embedder
 from transforms.types import DeadLetter
 
-__all__ = ["build_pipeline", "run"]
+__all__ = ["build_pipeline", "counts", "run"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _REPORTED = (metrics.DOCUMENTS_READ, metrics.CHUNKS, metrics.WRITTEN, metrics.DEAD_LETTERED)
 
 
-def build_pipeline(pipeline: beam.Pipeline, settings: IngestSettings) -> None:
-    """Adds the ingestion steps to ``pipeline``."""
+def _count_by_stage(letter: DeadLetter) -> DeadLetter:
+    metrics.counter(f"dead_letters_{letter.stage}").inc()
+    return letter
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline, settings: IngestSettings, target: MilvusTarget | None = None
+) -> None:
+    """Adds the ingestion steps to ``pipeline``.
+
+    The collection must be ready (see ``prepare_collection``); ``target``
+    overrides ``settings.target``, e.g. with a served local store.
+    """
     read = pipeline | "ReadDocuments" >> ReadDocuments(settings.source)
     chunked = read.documents | "ChunkDocuments" >> ChunkDocuments(settings.model, settings.chunking)
     written = (
         chunked.chunks
         | "EmbedChunks" >> EmbedChunks(settings.model)
         | "WriteToMilvus"
-        >> WriteToMilvus(settings.target, model=settings.model, config=settings.write)
+        >> WriteToMilvus(
+            target or settings.target,
+            model=settings.model,
+            config=settings.write,
+            manage_collection=False,
+        )
     )
     _ = (
         (read.dead_letters, chunked.dead_letters, written.dead_letters)
         | "CollectDeadLetters" >> beam.Flatten()
+        | "CountDeadLetters" >> beam.Map(_count_by_stage)
         | "DeadLettersToJson" >> beam.Map(DeadLetter.to_json)
         | "WriteDeadLetters"
         >> beam.io.WriteToText(settings.dead_letter_path, file_name_suffix=".jsonl")
@@ -76,22 +103,67 @@ def _check_inputs(settings: IngestSettings) -> None:
             )
 
 
-def counts(result: PipelineResult) -> dict[str, int]:
-    """The run's counters, summed over workers."""
-    found = {name: 0 for name in _REPORTED}
+def counters(result: PipelineResult) -> dict[str, int]:
+    """Every counter of the framework's namespace, summed over workers."""
+    found: dict[str, int] = {}
     query = result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
     for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
         name = counter.key.metric.name
-        if name in found:
-            value = counter.committed if counter.committed is not None else counter.attempted
-            found[name] += int(value or 0)
+        found[name] = found.get(name, 0) + int(value or 0)
     return found
+
+
+def counts(result: PipelineResult) -> dict[str, int]:
+    """The run's main counts, summed over workers."""
+    found = counters(result)
+    return {name: found.get(name, 0) for name in _REPORTED}
+
+
+def _wait_with_progress(result: PipelineResult, interval_s: float) -> None:
+    """Waits for the run, printing progress where the runner reports it while running."""
+    started = time.monotonic()
+    while not PipelineState.is_terminal(result.state):
+        result.wait_until_finish(duration=int(interval_s * 1000))
+        if PipelineState.is_terminal(result.state):
+            break
+        try:
+            now = counts(result)
+        except Exception as e:  # some runners report metrics only at the end
+            _LOGGER.debug("No metrics while running: %s", e)
+            continue
+        elapsed = time.monotonic() - started
+        print(
+            f"progress: {now[metrics.DOCUMENTS_READ]} documents read, "
+            f"{now[metrics.WRITTEN]} rows written ({now[metrics.WRITTEN] / elapsed:.0f}/s), "
+            f"{now[metrics.DEAD_LETTERED]} dead-lettered, {elapsed:.0f}s",
+            flush=True,
+        )
+    result.wait_until_finish()
+
+
+@contextlib.contextmanager
+def _run_target(settings: IngestSettings, options: PipelineOptions) -> Iterator[MilvusTarget]:
+    """The target workers write to: a served local store when they need one."""
+    if needs_server(settings.target, options):
+        with serve_lite(settings.target) as served:
+            yield served
+    else:
+        yield settings.target
+
+
+def _write_report(report: dict[str, Any], path: str | None) -> None:
+    line = json.dumps(report, sort_keys=False)
+    if path:
+        with fsspec.open(path, "w", encoding="utf-8", auto_mkdir=True) as f:
+            f.write(line + "\n")
+    print(line, flush=True)
 
 
 def run(
     argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
 ) -> PipelineResult:
-    """Runs an ingestion and prints its counts as one JSON line.
+    """Runs an ingestion and prints its report as one JSON line.
 
     Args:
       argv: Command-line flags: this pipeline's (see ``IngestOptions``) and
@@ -100,20 +172,59 @@ def run(
 
     Returns:
       The finished pipeline's result.
+
+    Raises:
+      ConfigError, CollectionMismatchError, MilvusConnectionError,
+      MilvusAuthError, ModelLoadError: before the pipeline starts.
+      RowCountMismatchError: after the run, if rows went missing.
     """
     options = PipelineOptions(beam_argv(argv))
     settings = ingest_settings(options)
+    flags = options.view_as(IngestOptions)
     _check_inputs(settings)
     started = time.monotonic()
-    pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
-    build_pipeline(pipeline, settings)
-    result = pipeline.run()
-    result.wait_until_finish()
-    report: dict[str, Any] = dict(counts(result))
-    report["seconds"] = round(time.monotonic() - started, 3)
-    report["collection"] = settings.target.collection
+    embedder = acquire_embedder(settings.model)  # fails here, not on workers, if it cannot load
+    with _run_target(settings, options) as target:
+        state = prepare_collection(
+            target, dim=embedder.dim, fingerprint=embedder.fingerprint(), config=settings.write
+        )
+        pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
+        build_pipeline(pipeline, settings, target)
+        result = pipeline.run()
+        _wait_with_progress(result, flags.progress_interval_s)
+        found = counters(result)
+        report: dict[str, Any] = {name: found.get(name, 0) for name in _REPORTED}
+        report["collection"] = target.collection
+        report["uri"] = settings.target.uri
+        report["created"] = state.created
+        report.update(
+            finish_collection(
+                target,
+                state,
+                rows_upserted=found.get(metrics.ROWS_UPSERTED, 0),
+                config=settings.write,
+            )
+        )
+    report["seconds"] = round(time.monotonic() - started, 3)  # the final flush included
+    report["documents_per_s"] = round(report[metrics.DOCUMENTS_READ] / report["seconds"], 1)
+    report["runner"] = str(options.view_as(StandardOptions).runner or "DirectRunner")
+    report["model"] = embedder.fingerprint()
+    report["dead_letters_by_stage"] = {
+        name.removeprefix("dead_letters_"): n
+        for name, n in sorted(found.items())
+        if name.startswith("dead_letters_") and not name.startswith("dead_letters_write_")
+    }
+    report["dead_letters_by_reason"] = {
+        name.removeprefix("dead_letters_write_"): n
+        for name, n in sorted(found.items())
+        if name.startswith("dead_letters_write_")
+    }
+    report["write"] = {
+        name: found.get(name, 0)
+        for name in (metrics.ROWS_UPSERTED, metrics.BATCHES_WRITTEN, metrics.BYTES_WRITTEN)
+    } | {name: n for name, n in sorted(found.items()) if name.startswith(metrics.WRITE_RETRIES)}
     report["dead_letter_path"] = settings.dead_letter_path
-    print(json.dumps(report), flush=True)
+    _write_report(report, flags.report_path)
     return result
 
 

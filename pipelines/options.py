@@ -74,6 +74,15 @@ class IngestOptions(PipelineOptions):
         parser.add_argument(
             "--dead_letter_path", help="Prefix of the JSONL files that receive dead letters."
         )
+        parser.add_argument(
+            "--report_path", help="Also write the run's JSON report here (a path or fsspec URL)."
+        )
+        parser.add_argument(
+            "--progress_interval_s",
+            type=float,
+            default=10.0,
+            help="Seconds between progress lines, where the runner reports metrics while running.",
+        )
 
 
 class SearchOptions(PipelineOptions):

@@ -12,7 +12,8 @@ from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
 from transforms import Chunk, MilvusTarget, WriteConfig
 from transforms import sink as sink_module
-from transforms.milvus import DATA, FATAL, TRANSIENT, build_row, error_kind
+from transforms.client import DATA, FATAL, TRANSIENT, error_kind
+from transforms.rows import build_row
 
 DIM = 4
 WINDOW = GlobalWindow()
@@ -177,8 +178,6 @@ def test_error_classes() -> None:
 
 
 def test_build_row_sizes_the_row() -> None:
-    built = build_row(chunk(0, text="abc"), DIM, WriteConfig())
-    assert not isinstance(built, str)
-    row, size = built
+    row, size = build_row(chunk(0, text="abc"), DIM, WriteConfig())
     assert row["vector"].dtype == np.float32 and row["text"] == "abc"
     assert size >= 4 * DIM + 3

@@ -14,6 +14,15 @@ Every step that can meet bad input has a ``dead_letters`` output.
 """
 
 from transforms.chunking import ChunkDocuments, token_windows
+from transforms.client import MilvusAuthError, MilvusConnectionError
+from transforms.collection import (
+    CollectionMismatchError,
+    RowCountMismatchError,
+    count_rows,
+    ensure_collection,
+    finish_collection,
+    prepare_collection,
+)
 from transforms.config import (
     ChunkingConfig,
     ConfigError,
@@ -22,10 +31,11 @@ from transforms.config import (
     MilvusTarget,
     SourceConfig,
     SourceFormat,
+    TextOverflow,
     WriteConfig,
+    WriteMode,
 )
 from transforms.embed import EmbedChunks, EncodeQueries, Model2VecModelHandler
-from transforms.milvus import CollectionMismatchError, MilvusConnectionError, ensure_collection
 from transforms.model import ModelLoadError, QueryEncoder, StaticEmbedder
 from transforms.search import SearchMilvus
 from transforms.sink import WriteToMilvus
@@ -53,22 +63,29 @@ __all__ = [
     "EncodeQueries",
     "EncodedQuery",
     "IndexConfig",
+    "MilvusAuthError",
     "MilvusConnectionError",
     "MilvusTarget",
     "Model2VecModelHandler",
     "ModelLoadError",
     "QueryEncoder",
     "ReadDocuments",
+    "RowCountMismatchError",
     "SearchHit",
     "SearchMilvus",
     "SearchResult",
     "SourceConfig",
     "SourceFormat",
     "StaticEmbedder",
+    "TextOverflow",
     "WriteConfig",
+    "WriteMode",
     "WriteToMilvus",
     "chunk_id",
+    "count_rows",
     "ensure_collection",
+    "finish_collection",
     "match_files",
+    "prepare_collection",
     "token_windows",
 ]

@@ -13,7 +13,8 @@ import dataclasses
 import enum
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "ChunkingConfig",
@@ -23,7 +24,9 @@ __all__ = [
     "MilvusTarget",
     "SourceConfig",
     "SourceFormat",
+    "TextOverflow",
     "WriteConfig",
+    "WriteMode",
 ]
 
 
@@ -47,6 +50,28 @@ class EmptyMatchTreatment(str, enum.Enum):
 
     DISALLOW = "disallow"
     ALLOW = "allow"
+
+
+class WriteMode(str, enum.Enum):
+    """What to do with the collection before writing."""
+
+    CREATE_IF_MISSING = "create_if_missing"
+    """Create it when missing; check it fits the run when present."""
+    APPEND = "append"
+    """It must exist and fit the run; never create it."""
+    OVERWRITE = "overwrite"
+    """Drop it if present, then create it anew."""
+    FAIL_IF_EXISTS = "fail_if_exists"
+    """Create it; stop if it is already there."""
+
+
+class TextOverflow(str, enum.Enum):
+    """What to do with a chunk whose text is longer than the text field."""
+
+    DEAD_LETTER = "dead_letter"
+    TRUNCATE = "truncate"
+    """Cut the stored text at the field's length (on a character boundary);
+    the vector still embeds the whole chunk."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -151,6 +176,18 @@ class IndexConfig:
             object.__setattr__(self, "params", tuple(sorted(self.params.items())))
 
 
+_CLIENT_OPTIONS = frozenset(
+    {
+        "secure",
+        "server_pem_path",
+        "server_name",
+        "client_pem_path",
+        "client_key_path",
+        "ca_pem_path",
+    }
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class MilvusTarget:
     """A Milvus collection to write to or search.
@@ -169,6 +206,11 @@ class MilvusTarget:
       token_file: File that holds the token, as an alternative to
         ``token_env``.
       timeout_s: Timeout of each call to Milvus, in seconds.
+      connect_timeout_s: How long to wait for the server when connecting:
+        an unreachable URI fails after this long, not after minutes.
+      client_options: Passed to ``MilvusClient`` as they are, for TLS:
+        ``secure``, ``server_pem_path``, ``server_name``, ``client_pem_path``,
+        ``client_key_path``, ``ca_pem_path``. Never put a secret here.
     """
 
     uri: str
@@ -177,6 +219,8 @@ class MilvusTarget:
     token_env: str | None = "MILVUS_TOKEN"
     token_file: str | None = None
     timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    client_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         _require(
@@ -197,6 +241,20 @@ class MilvusTarget:
             "starting with a letter or underscore.",
         )
         _require(self.timeout_s > 0, f"milvus.timeout_s={self.timeout_s!r}: must be positive.")
+        _require(
+            self.connect_timeout_s > 0,
+            f"milvus.connect_timeout_s={self.connect_timeout_s!r}: must be positive.",
+        )
+        options = self.client_options
+        if isinstance(options, Mapping):
+            options = tuple(sorted(options.items()))
+        object.__setattr__(self, "client_options", tuple(options))
+        unknown = sorted({k for k, _ in self.client_options} - _CLIENT_OPTIONS)
+        _require(
+            not unknown,
+            f"milvus.client_options has {unknown}: allowed are {', '.join(sorted(_CLIENT_OPTIONS))}"
+            " (the token comes from milvus.token_env or milvus.token_file).",
+        )
 
     @classmethod
     def lite(cls, path: str, collection: str) -> MilvusTarget:
@@ -223,6 +281,10 @@ class MilvusTarget:
             db_name=db_name,
         )
 
+    def describe(self) -> str:
+        """Where the collection is, for messages and reports; never the token."""
+        return f"collection {self.collection!r} at {self.uri}"
+
     @property
     def is_remote(self) -> bool:
         return self.uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
@@ -247,7 +309,8 @@ class MilvusTarget:
 
         Call this where the client is made; never keep or log the result.
         """
-        kwargs: dict[str, object] = {"uri": self.uri, "timeout": self.timeout_s}
+        kwargs: dict[str, object] = {"uri": self.uri, "timeout": self.connect_timeout_s}
+        kwargs.update(self.client_options)
         token = self.read_token() if self.is_remote else ""
         if token:
             kwargs["token"] = token
@@ -269,16 +332,27 @@ class WriteConfig:
       initial_backoff_s: First wait between attempts; doubles each time,
         with jitter.
       max_backoff_s: Longest wait between attempts.
+      retry_deadline_s: Longest time spent retrying one batch; past it the
+        bundle fails and the runner retries it.
       text_max_length: VARCHAR length of the text field, in bytes.
+      text_overflow: What to do with a longer text; see :class:`TextOverflow`.
+      mode: What to do with the collection first; see :class:`WriteMode`.
+      wait_for_index: At the end, wait until the index covers every row.
+      load: At the end, load the collection so that it can be searched.
       index: The vector index made with a new collection.
     """
 
     max_batch_rows: int = 512
     max_batch_bytes: int = 8 * 1024 * 1024
-    max_attempts: int = 6
+    max_attempts: int = 8
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
+    retry_deadline_s: float = 300.0
     text_max_length: int = 65535
+    text_overflow: TextOverflow = TextOverflow.DEAD_LETTER
+    mode: WriteMode = WriteMode.CREATE_IF_MISSING
+    wait_for_index: bool = False
+    load: bool = False
     index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
 
     def __post_init__(self) -> None:
@@ -294,6 +368,14 @@ class WriteConfig:
         _require(
             0 < self.text_max_length <= 65535,
             f"write.text_max_length={self.text_max_length!r}: must be 1..65535 (Milvus VARCHAR).",
+        )
+        _require(
+            self.retry_deadline_s > 0,
+            f"write.retry_deadline_s={self.retry_deadline_s!r}: must be positive.",
+        )
+        object.__setattr__(self, "mode", _enum(WriteMode, self.mode, "write.mode"))
+        object.__setattr__(
+            self, "text_overflow", _enum(TextOverflow, self.text_overflow, "write.text_overflow")
         )
         if isinstance(self.index, dict):
             object.__setattr__(self, "index", IndexConfig(**self.index))

@@ -11,10 +11,13 @@ from apache_beam.metrics.metric import Metrics
 
 __all__ = [
     "BATCHES_WRITTEN",
+    "BYTES_WRITTEN",
     "CHUNKS",
     "DEAD_LETTERED",
     "DOCUMENTS_READ",
     "NAMESPACE",
+    "ROWS_UPSERTED",
+    "WRITE_LATENCY_MS",
     "WRITE_RETRIES",
     "WRITTEN",
     "counter",
@@ -28,7 +31,10 @@ CHUNKS = "chunks"
 WRITTEN = "written"
 DEAD_LETTERED = "dead_lettered"
 BATCHES_WRITTEN = "batches_written"
+ROWS_UPSERTED = "rows_upserted"
+BYTES_WRITTEN = "bytes_written"
 WRITE_RETRIES = "write_retries"
+WRITE_LATENCY_MS = "write_latency_ms"
 
 
 def counter(name: str) -> Metrics.DelegatingCounter:

@@ -11,8 +11,9 @@ from typing import Any
 
 import apache_beam as beam
 
+from transforms.client import connect
 from transforms.config import MilvusTarget
-from transforms.milvus import FIELD_DOCUMENT_ID, FIELD_TEXT, FIELD_VECTOR, connect
+from transforms.rows import FIELD_DOCUMENT_ID, FIELD_TEXT, FIELD_VECTOR
 from transforms.types import EncodedQuery, SearchHit, SearchResult
 
 __all__ = ["SearchMilvus"]

@@ -2,15 +2,19 @@
 
 Cost model: one client per worker (made in ``setup``), rows buffered per
 bundle and sent as one upsert when the buffer reaches ``max_batch_rows`` rows
-or ``max_batch_bytes`` estimated bytes, or the bundle ends. Upserts with
-deterministic ids make bundle retries and re-runs idempotent. A chunk id is
-emitted on the main output only after the batch that holds it was written.
+or ``max_batch_bytes`` estimated bytes (vector, text and metadata sizes), or
+the bundle ends. Upserts with deterministic ids make bundle retries and
+re-runs idempotent. A chunk id is emitted on the main output only after the
+batch that holds it was written.
 
 Failures by class: a server that is unavailable, times out or limits the rate
-is retried with exponential backoff and jitter, then the bundle fails (and the
-runner retries it); a batch the server refuses for its data is split until the
-bad rows are isolated, and those go to the dead-letter output with the
-server's message; a missing collection or refused credentials stop the run.
+is retried with exponential backoff and jitter, bounded in attempts and time,
+then the bundle fails (and the runner retries it); a batch the server refuses
+for its data is split until the bad rows are isolated, and those go to the
+dead-letter output with the server's message; a missing collection or refused
+credentials stop the run. Rows that cannot fit the schema (wrong dimension,
+NaN, text over the field's length, metadata that is not JSON) are
+dead-lettered before any request.
 """
 
 from __future__ import annotations
@@ -26,17 +30,11 @@ from apache_beam import pvalue
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import metrics
+from transforms.client import DATA, TRANSIENT, connect, error_kind
+from transforms.collection import prepare_collection
 from transforms.config import MilvusTarget, WriteConfig
-from transforms.milvus import (
-    DATA,
-    TRANSIENT,
-    Row,
-    build_row,
-    connect,
-    ensure_collection,
-    error_kind,
-)
 from transforms.model import acquire_embedder
+from transforms.rows import Row, RowError, build_row
 from transforms.types import Chunk, DeadLetter
 
 __all__ = ["DEAD_LETTERS", "WRITTEN", "WriteToMilvus"]
@@ -63,6 +61,15 @@ class _Pending:
         self.elements = elements
 
 
+def _retry_reason(error: BaseException) -> str:
+    message = str(getattr(error, "message", error)).lower()
+    if "rate" in message or "limit" in message:
+        return "rate_limited"
+    if isinstance(error, TimeoutError) or "deadline" in message or "timeout" in message:
+        return "timeout"
+    return "unavailable"
+
+
 class _WriteToMilvusFn(beam.DoFn):
     def __init__(self, target: MilvusTarget, config: WriteConfig, dim: int) -> None:
         self._target = target
@@ -72,10 +79,11 @@ class _WriteToMilvusFn(beam.DoFn):
         self._buffer: dict[str, _Pending] = {}
         self._buffer_bytes = 0
         self._written = metrics.counter(metrics.WRITTEN)
+        self._rows_upserted = metrics.counter(metrics.ROWS_UPSERTED)
+        self._bytes = metrics.counter(metrics.BYTES_WRITTEN)
         self._batches = metrics.counter(metrics.BATCHES_WRITTEN)
-        self._retries = metrics.counter(metrics.WRITE_RETRIES)
         self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
-        self._latency_ms = metrics.distribution("write_latency_ms")
+        self._latency_ms = metrics.distribution(metrics.WRITE_LATENCY_MS)
 
     def setup(self) -> None:
         self._client = connect(self._target)
@@ -90,14 +98,14 @@ class _WriteToMilvusFn(beam.DoFn):
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
     ) -> Iterator[WindowedValue | pvalue.TaggedOutput]:
-        built = build_row(chunk, self._dim, self._config)
-        if isinstance(built, str):
-            self._dead_lettered.inc()
+        try:
+            row, size = build_row(chunk, self._dim, self._config)
+        except RowError as e:
+            self._dead_letter_count(e.kind, 1)
             yield pvalue.TaggedOutput(
-                DEAD_LETTERS, DeadLetter.of("write", chunk.id, built, chunk.text)
+                DEAD_LETTERS, DeadLetter.of("write", chunk.id, str(e), chunk.text)
             )
             return
-        row, size = built
         elements = [(timestamp, (window,))]
         replaced = self._buffer.pop(chunk.id, None)
         if replaced is not None:
@@ -119,6 +127,10 @@ class _WriteToMilvusFn(beam.DoFn):
             self._client.close()
             self._client = None
 
+    def _dead_letter_count(self, kind: str, n: int) -> None:
+        self._dead_lettered.inc(n)
+        metrics.counter(f"dead_letters_write_{kind}").inc(n)
+
     def _flush(self) -> Iterator[Any]:
         pending = list(self._buffer.values())
         self._buffer = {}
@@ -132,7 +144,7 @@ class _WriteToMilvusFn(beam.DoFn):
             if reason is None:
                 self._written.inc(len(p.elements))
             else:
-                self._dead_lettered.inc(len(p.elements))
+                self._dead_letter_count("refused_by_server", len(p.elements))
             for timestamp, windows in p.elements:
                 if reason is None:
                     yield WindowedValue(row_id, timestamp, windows)
@@ -157,30 +169,46 @@ class _WriteToMilvusFn(beam.DoFn):
 
     def _upsert_with_retries(self, rows: list[Row]) -> None:
         backoff = self._config.initial_backoff_s
+        deadline = time.monotonic() + self._config.retry_deadline_s
         for attempt in range(1, self._config.max_attempts + 1):
             started = time.monotonic()
             try:
+                if self._client is None:
+                    self._client = connect(self._target)
                 self._client.upsert(self._target.collection, rows, timeout=self._target.timeout_s)
             except Exception as e:
-                if error_kind(e) != TRANSIENT or attempt == self._config.max_attempts:
+                delay = random.uniform(backoff / 2, min(backoff, self._config.max_backoff_s))
+                if (
+                    error_kind(e) != TRANSIENT
+                    or attempt == self._config.max_attempts
+                    or time.monotonic() + delay > deadline
+                ):
                     raise
-                self._retries.inc()
-                delay = random.uniform(0, min(backoff, self._config.max_backoff_s))
+                reason = _retry_reason(e)
+                metrics.counter(f"{metrics.WRITE_RETRIES}_{reason}").inc()
                 _LOGGER.warning(
-                    "Upsert of %d rows to %s failed (attempt %d of %d), retrying in %.1fs: %s",
-                    len(rows),
-                    self._target.collection,
-                    attempt,
-                    self._config.max_attempts,
-                    delay,
-                    e,
-                )
+                    "Upsert of %d rows into %s failed (%s, attempt %d of %d), retry in %.1fs: %s",
+                    len(rows), self._target.describe(), reason, attempt,
+                    self._config.max_attempts, delay, e,
+                )  # fmt: skip
+                self._reconnect()
                 time.sleep(delay)
                 backoff *= 2
                 continue
             self._latency_ms.update(int((time.monotonic() - started) * 1000))
             self._batches.inc()
+            self._rows_upserted.inc(len(rows))
+            self._bytes.inc(sum(_row_bytes(r) for r in rows))
             return
+
+    def _reconnect(self) -> None:
+        """Drops the client after a transient error; the next attempt makes a new one."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as e:  # a dead server may refuse even the goodbye
+                _LOGGER.debug("Closing the client failed: %s", e)
 
     def display_data(self) -> dict[str, Any]:
         return {
@@ -189,6 +217,10 @@ class _WriteToMilvusFn(beam.DoFn):
             "max_batch_rows": self._config.max_batch_rows,
             "max_batch_bytes": self._config.max_batch_bytes,
         }
+
+
+def _row_bytes(row: Row) -> int:
+    return int(row["vector"].nbytes) + len(row["text"]) + len(row["document_id"])
 
 
 class _FlushCollectionFn(beam.DoFn):
@@ -203,24 +235,26 @@ class _FlushCollectionFn(beam.DoFn):
             client.flush(self._target.collection)
         finally:
             client.close()
-        _LOGGER.info("Flushed %s after %d rows", self._target.collection, rows_written)
+        _LOGGER.info("Flushed %s after %d rows", self._target.describe(), rows_written)
         yield rows_written
 
 
 class WriteToMilvus(beam.PTransform):
     """Upserts embedded chunks into a Milvus collection.
 
-    When the transform is applied (on the launcher, before the pipeline
-    runs), the collection and its index are created if missing, or checked
-    against the model if present: a collection of another dimension or model
-    stops the run before it starts. When every write is done, the collection
-    is flushed once.
+    With ``manage_collection`` (the default), applying the transform (on the
+    launcher, before the pipeline runs) prepares the collection as
+    ``config.mode`` says — create it when missing, or check that it fits the
+    model — and the collection is flushed once after every write. Pipelines
+    that do both themselves, as ``pipelines.ingest`` does to check row counts
+    around the run, turn it off.
 
     Args:
       target: The collection to write to.
       model: Source of the model that made the vectors; gives the dimension
         and the fingerprint stored on the collection.
-      config: Batching, retries and field sizes.
+      config: Batching, retries, field sizes and the write mode.
+      manage_collection: Prepare the collection when applied, flush at the end.
 
     Returns:
       The outputs ``written`` (ids of the rows written, after the write) and
@@ -228,26 +262,37 @@ class WriteToMilvus(beam.PTransform):
     """
 
     def __init__(
-        self, target: MilvusTarget, *, model: str, config: WriteConfig = WriteConfig()
+        self,
+        target: MilvusTarget,
+        *,
+        model: str,
+        config: WriteConfig = WriteConfig(),
+        manage_collection: bool = True,
     ) -> None:
         super().__init__()
         self._target = target
         self._model = model
         self._config = config
+        self._manage_collection = manage_collection
 
     def expand(self, chunks: beam.PCollection[Chunk]) -> pvalue.DoOutputsTuple:
         embedder = acquire_embedder(self._model)
-        ensure_collection(
-            self._target, dim=embedder.dim, fingerprint=embedder.fingerprint(), config=self._config
-        )
+        if self._manage_collection:
+            prepare_collection(
+                self._target,
+                dim=embedder.dim,
+                fingerprint=embedder.fingerprint(),
+                config=self._config,
+            )
         results = chunks | "Upsert" >> beam.ParDo(
             _WriteToMilvusFn(self._target, self._config, embedder.dim)
         ).with_outputs(DEAD_LETTERS, main=WRITTEN)
-        _ = (
-            results[WRITTEN]
-            | "CountWritten" >> beam.combiners.Count.Globally()
-            | "Flush" >> beam.ParDo(_FlushCollectionFn(self._target))
-        )
+        if self._manage_collection:
+            _ = (
+                results[WRITTEN]
+                | "CountWritten" >> beam.combiners.Count.Globally()
+                | "Flush" >> beam.ParDo(_FlushCollectionFn(self._target))
+            )
         return results
 
     def display_data(self) -> dict[str, Any]:

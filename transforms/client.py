@@ -1,0 +1,121 @@
+"""Milvus clients: how they are made, and what their errors mean.
+
+One place turns a :class:`MilvusTarget` into a ``MilvusClient`` (the token is
+read here and goes nowhere else) and sorts errors into classes that the sink
+acts on: retry, stop, or dead-letter the rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transforms.config import MilvusTarget
+
+__all__ = [
+    "DATA",
+    "FATAL",
+    "TRANSIENT",
+    "MilvusAuthError",
+    "MilvusConnectionError",
+    "connect",
+    "error_kind",
+]
+
+TRANSIENT = "transient"
+"""Unavailable, timed out or rate-limited: retry the same request later."""
+FATAL = "fatal"
+"""The collection is gone or the credentials are refused: stop the run."""
+DATA = "data"
+"""The server refused the rows themselves: isolate and dead-letter them."""
+
+_RATE_LIMIT_CODE = 8
+_COLLECTION_NOT_FOUND_CODE = 100
+_AUTH_CODES = frozenset({1800, 2})  # auth failure codes of Milvus 2.3+ and of older servers
+_AUTH_MESSAGES = ("auth", "credential", "password", "token", "unauthenticated", "permission denied")
+_FATAL_MESSAGES = ("collection not found", "can't find collection", "collection not exist")
+_TRANSIENT_MESSAGES = (
+    "rate limit",
+    "deadline",
+    "unavailable",
+    "timeout",
+    "timed out",
+    "connection",
+    "connect",
+)
+
+
+class MilvusConnectionError(ConnectionError):
+    """Milvus cannot be reached at the URI."""
+
+
+class MilvusAuthError(PermissionError):
+    """Milvus refused the credentials."""
+
+
+def _is_auth_error(error: Exception) -> bool:
+    code = getattr(error, "code", None)
+    message = str(getattr(error, "message", error)).lower()
+    return code in _AUTH_CODES or any(m in message for m in _AUTH_MESSAGES)
+
+
+def connect(target: MilvusTarget) -> Any:
+    """Opens a ``MilvusClient`` for the target; the token never leaves here.
+
+    Raises:
+      MilvusAuthError: the server refused the credentials.
+      MilvusConnectionError: the server did not answer within
+        ``target.connect_timeout_s``. Neither message holds the token.
+    """
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        return MilvusClient(**target.client_kwargs())
+    except MilvusException as e:
+        if _is_auth_error(e):
+            source = f"file {target.token_file}" if target.token_file else f"${target.token_env}"
+            raise MilvusAuthError(
+                f"Milvus at {target.uri} refused the credentials from {source}: authentication "
+                f"failed ({e.message}). Check the token (user:password or API key)."
+            ) from None
+        raise MilvusConnectionError(
+            f"cannot connect to Milvus at {target.uri} within {target.connect_timeout_s:g}s "
+            f"({e.message}). Check the URI and that the server is up."
+        ) from None
+
+
+def error_kind(error: BaseException) -> str | None:
+    """Classifies an error of a write; ``None`` means not Milvus's (a bug)."""
+    import grpc
+    from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+    if isinstance(error, (MilvusUnavailableException, TimeoutError, ConnectionError)):
+        return TRANSIENT
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        code = error.code()
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return FATAL
+        if code in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.ABORTED,
+        ):
+            return TRANSIENT
+        return None
+    if isinstance(error, MilvusException):
+        message = str(error.message).lower()
+        if (
+            error.code == _COLLECTION_NOT_FOUND_CODE
+            or any(m in message for m in _FATAL_MESSAGES)
+            or _is_auth_error(error)
+        ):
+            return FATAL
+        if (
+            error.retriable
+            or error.code == _RATE_LIMIT_CODE
+            or any(m in message for m in _TRANSIENT_MESSAGES)
+        ):
+            return TRANSIENT
+        return DATA
+    return None

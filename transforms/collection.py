@@ -1,0 +1,364 @@
+"""The collection contract: set-up before a run, checks, and the end of a run.
+
+These run once, on the launcher: :func:`prepare_collection` before any worker
+starts (create, drop or check the collection as the write mode says; a
+collection that does not fit the run stops it here, with a message that says
+what differs and what to do), and :func:`finish_collection` after the last
+write (one flush, the row count checked, optionally the index awaited and the
+collection loaded). Workers only write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from transforms.client import connect
+from transforms.config import MilvusTarget, WriteConfig, WriteMode
+from transforms.rows import (
+    DOCUMENT_ID_MAX_LENGTH,
+    FIELD_CHUNK_INDEX,
+    FIELD_DOCUMENT_ID,
+    FIELD_ID,
+    FIELD_METADATA,
+    FIELD_TEXT,
+    FIELD_VECTOR,
+    ID_MAX_LENGTH,
+)
+
+__all__ = [
+    "CollectionMismatchError",
+    "CollectionState",
+    "RowCountMismatchError",
+    "count_rows",
+    "ensure_collection",
+    "finish_collection",
+    "prepare_collection",
+    "require_collection",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+FINGERPRINT_PROPERTY = "milvus_ingest.model"
+_COMPARED_FINGERPRINT_KEYS = ("dim", "normalize", "vectors_sha256", "tokenizer_sha256")
+_NEW_COLLECTION_HINT = "write to a new collection (--collection NAME) or set write.mode: overwrite"
+
+
+class CollectionMismatchError(ValueError):
+    """The collection does not fit this run; the message says what differs."""
+
+
+class RowCountMismatchError(RuntimeError):
+    """After the run the collection does not hold the rows that were written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectionState:
+    """What the launcher found before the run.
+
+    Attributes:
+      created: The run made the collection (new, or dropped and made anew).
+      rows_before: Rows in the collection before the run.
+    """
+
+    created: bool
+    rows_before: int
+
+
+def _schema(client: Any, dim: int, config: WriteConfig) -> Any:
+    from pymilvus import DataType
+
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field(FIELD_ID, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_LENGTH)
+    schema.add_field(FIELD_VECTOR, DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field(FIELD_TEXT, DataType.VARCHAR, max_length=config.text_max_length)
+    schema.add_field(FIELD_DOCUMENT_ID, DataType.VARCHAR, max_length=DOCUMENT_ID_MAX_LENGTH)
+    schema.add_field(FIELD_CHUNK_INDEX, DataType.INT64)
+    schema.add_field(FIELD_METADATA, DataType.JSON)
+    return schema
+
+
+def _create(
+    client: Any, target: MilvusTarget, dim: int, fingerprint: Mapping[str, Any], config: WriteConfig
+) -> None:
+    index_params = client.prepare_index_params()
+    index_params.add_index(
+        FIELD_VECTOR,
+        index_type=config.index.index_type,
+        metric_type=config.index.metric_type,
+        params=dict(config.index.params),
+    )
+    client.create_collection(
+        target.collection,
+        schema=_schema(client, dim, config),
+        index_params=index_params,
+        consistency_level="Strong",
+        properties={FINGERPRINT_PROPERTY: json.dumps(dict(fingerprint), sort_keys=True)},
+    )
+    _LOGGER.info("Created %s (dim %d, %s)", target.describe(), dim, config.index.metric_type)
+
+
+def prepare_collection(
+    target: MilvusTarget,
+    *,
+    dim: int,
+    fingerprint: Mapping[str, Any],
+    config: WriteConfig = WriteConfig(),
+) -> CollectionState:
+    """Makes the collection ready for the run, as ``config.mode`` says.
+
+    Args:
+      target: Where to write.
+      dim: The model's vector dimension.
+      fingerprint: What identifies the model (``StaticEmbedder.fingerprint()``);
+        stored on a new collection, compared with an existing one's.
+      config: The write mode, field sizes and the index to create.
+
+    Returns:
+      Whether the collection was made, and how many rows it held.
+
+    Raises:
+      CollectionMismatchError: the collection is missing in ``append`` mode,
+        present in ``fail_if_exists`` mode, or does not fit the run.
+      MilvusConnectionError, MilvusAuthError: Milvus cannot be used.
+    """
+    client = connect(target)
+    try:
+        exists = client.has_collection(target.collection)
+        if exists and config.mode is WriteMode.FAIL_IF_EXISTS:
+            raise CollectionMismatchError(
+                f"{target.describe()} already exists and write.mode is fail_if_exists: "
+                "write to a new collection or choose another mode."
+            )
+        if not exists and config.mode is WriteMode.APPEND:
+            raise CollectionMismatchError(
+                f"{target.describe()} does not exist and write.mode is append, which never "
+                "creates it: check the name, or use write.mode: create_if_missing."
+            )
+        if exists and config.mode is WriteMode.OVERWRITE:
+            _LOGGER.warning("Dropping %s (write.mode: overwrite)", target.describe())
+            client.drop_collection(target.collection)
+            exists = False
+        if not exists:
+            _create(client, target, dim, fingerprint, config)
+            return CollectionState(created=True, rows_before=0)
+        check_collection(client, target, dim=dim, fingerprint=fingerprint, config=config)
+        return CollectionState(created=False, rows_before=_count(client, target.collection))
+    finally:
+        client.close()
+
+
+def ensure_collection(
+    target: MilvusTarget,
+    *,
+    dim: int,
+    fingerprint: Mapping[str, Any],
+    config: WriteConfig = WriteConfig(),
+) -> bool:
+    """Creates the collection if missing, else checks it; True if created."""
+    return prepare_collection(target, dim=dim, fingerprint=fingerprint, config=config).created
+
+
+def _type_name(field: Mapping[str, Any]) -> str:
+    kind = field.get("type")
+    return getattr(kind, "name", str(kind))
+
+
+def check_collection(
+    client: Any,
+    target: MilvusTarget,
+    *,
+    dim: int,
+    fingerprint: Mapping[str, Any],
+    config: WriteConfig,
+) -> None:
+    """Raises :class:`CollectionMismatchError` saying how the collection differs."""
+    description = client.describe_collection(target.collection)
+    fields = {f["name"]: f for f in description.get("fields", [])}
+    problems = []
+    expected_types = {
+        FIELD_ID: "VARCHAR",
+        FIELD_VECTOR: "FLOAT_VECTOR",
+        FIELD_TEXT: "VARCHAR",
+        FIELD_DOCUMENT_ID: "VARCHAR",
+        FIELD_CHUNK_INDEX: "INT64",
+        FIELD_METADATA: "JSON",
+    }
+    for name, kind in expected_types.items():
+        if name not in fields:
+            problems.append(f"has no field {name!r}")
+        elif _type_name(fields[name]) != kind:
+            problems.append(f"field {name!r} is {_type_name(fields[name])}, not {kind}")
+    if FIELD_ID in fields and not fields[FIELD_ID].get("is_primary"):
+        problems.append(f"field {FIELD_ID!r} is not the primary key")
+    if problems:
+        raise CollectionMismatchError(
+            f"{target.describe()} was not made by this framework: it {'; '.join(problems)}. "
+            f"To proceed, {_NEW_COLLECTION_HINT}."
+        )
+    params = {name: field.get("params", {}) for name, field in fields.items()}
+    existing_dim = int(params[FIELD_VECTOR].get("dim", -1))
+    if existing_dim != dim:
+        problems.append(
+            f"holds {existing_dim}-dimensional vectors, the model makes {dim}-dimensional ones"
+        )
+    for name, wanted in (
+        (FIELD_TEXT, config.text_max_length),
+        (FIELD_ID, ID_MAX_LENGTH),
+        (FIELD_DOCUMENT_ID, DOCUMENT_ID_MAX_LENGTH),
+    ):
+        length = int(params[name].get("max_length", 0))
+        if length < wanted:
+            problems.append(
+                f"field {name!r} is VARCHAR({length}), shorter than the run's {wanted}"
+                + (" (set write.text_max_length to match)" if name == FIELD_TEXT else "")
+            )
+    metric = _metric_type(client, target.collection)
+    if metric and metric != config.index.metric_type:
+        problems.append(
+            f"its index uses metric {metric}, the run's is {config.index.metric_type} "
+            "(set write.index.metric_type to match)"
+        )
+    stored = description.get("properties", {}).get(FINGERPRINT_PROPERTY)
+    if stored:
+        stored_fp = json.loads(stored)
+        differs = [k for k in _COMPARED_FINGERPRINT_KEYS if stored_fp.get(k) != fingerprint.get(k)]
+        if differs:
+            problems.append(
+                f"was filled by model {stored_fp.get('model')!r} and this run's model "
+                f"{fingerprint.get('model')!r} differs in {', '.join(differs)}: vectors of two "
+                "models in one collection cannot be compared"
+            )
+    if problems:
+        raise CollectionMismatchError(
+            f"{target.describe()} does not fit this run: it {'; '.join(problems)}. To proceed, use "
+            f"the settings that filled it, or {_NEW_COLLECTION_HINT}."
+        )
+
+
+def _metric_type(client: Any, collection: str) -> str | None:
+    for name in client.list_indexes(collection):
+        description = client.describe_index(collection, index_name=name)
+        if description.get("field_name") == FIELD_VECTOR:
+            return str(description.get("metric_type", "")).upper() or None
+    return None
+
+
+def _is_loaded(client: Any, collection: str) -> bool:
+    state = client.get_load_state(collection).get("state")
+    return getattr(state, "name", str(state)) == "Loaded"
+
+
+def _count(client: Any, collection: str) -> int:
+    """Rows in the collection, exactly (``count(*)`` with strong consistency).
+
+    ``count(*)`` needs the collection loaded; it is loaded if it is not.
+    """
+    if not _is_loaded(client, collection):
+        client.load_collection(collection)
+    result = client.query(
+        collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+    )
+    return int(result[0]["count(*)"])
+
+
+def count_rows(target: MilvusTarget) -> int:
+    """Rows in the target's collection, exactly; loads it if needed."""
+    client = connect(target)
+    try:
+        return _count(client, target.collection)
+    finally:
+        client.close()
+
+
+def require_collection(target: MilvusTarget) -> None:
+    """Checks that the collection to search exists, and loads it for search.
+
+    Loading happens once, on the launcher; workers only search.
+
+    Raises:
+      CollectionMismatchError: the collection is missing.
+    """
+    client = connect(target)
+    try:
+        if not client.has_collection(target.collection):
+            raise CollectionMismatchError(
+                f"{target.describe()} does not exist: ingest into it first "
+                "(python -m pipelines.ingest), or name another one with --collection."
+            )
+        client.load_collection(target.collection)
+    finally:
+        client.close()
+
+
+def finish_collection(
+    target: MilvusTarget,
+    state: CollectionState,
+    *,
+    rows_upserted: int,
+    config: WriteConfig = WriteConfig(),
+    index_timeout_s: float = 600.0,
+) -> dict[str, Any]:
+    """Ends a run: one flush, the row count checked, the index and load awaited.
+
+    Args:
+      target: The collection written to.
+      state: What :func:`prepare_collection` found before the run.
+      rows_upserted: Distinct rows the run upserted (the sink's
+        ``rows_upserted`` counter).
+      config: Whether to wait for the index. The collection is left loaded
+        (counting needs it), ready to be searched.
+      index_timeout_s: Longest wait for the index.
+
+    Returns:
+      ``rows_before``, ``rows_after`` and, when awaited, ``indexed_rows``.
+
+    Raises:
+      RowCountMismatchError: a new collection does not hold exactly the rows
+        upserted, or an existing one lost rows or gained more than upserted.
+    """
+    client = connect(target)
+    try:
+        started = time.monotonic()
+        client.flush(target.collection)
+        _LOGGER.info("Flushed %s in %.1fs", target.describe(), time.monotonic() - started)
+        report: dict[str, Any] = {"rows_before": state.rows_before}
+        if config.wait_for_index:
+            report["indexed_rows"] = _wait_for_index(client, target.collection, index_timeout_s)
+        rows_after = _count(client, target.collection)  # loads the collection
+        report["rows_after"] = rows_after
+    finally:
+        client.close()
+    if state.created and rows_after != rows_upserted:
+        raise RowCountMismatchError(
+            f"{target.describe()} holds {rows_after} rows after the run, but {rows_upserted} were "
+            "upserted into it."
+        )
+    if not state.rows_before <= rows_after <= state.rows_before + rows_upserted:
+        raise RowCountMismatchError(
+            f"{target.describe()} went from {state.rows_before} to {rows_after} rows, while "
+            f"{rows_upserted} rows were upserted: rows were lost or written by someone else."
+        )
+    return report
+
+
+def _wait_for_index(client: Any, collection: str, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        progress = [
+            client.describe_index(collection, index_name=name)
+            for name in client.list_indexes(collection)
+        ]
+        vector: dict[str, Any] = next(
+            (p for p in progress if p.get("field_name") == FIELD_VECTOR), {}
+        )
+        indexed, total = int(vector.get("indexed_rows", 0)), int(vector.get("total_rows", 0))
+        if (
+            vector.get("state") in ("Finished", None) and indexed >= total
+        ) or time.monotonic() > deadline:
+            return indexed
+        time.sleep(1.0)
