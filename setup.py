@@ -19,9 +19,13 @@ INSTALL_REQUIRES = [
     "pyyaml>=6,<7",
 ]
 
+# The tests start a real Milvus 2.3.5 standalone server: the PyPI package
+# "milvus" ships its binary (Linux and macOS only).
+TEST_REQUIRES = ["pytest>=8,<10", "milvus==2.3.5; sys_platform != 'win32'"]
+
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8,<10"],
-    "dev": ["pytest>=8,<10", "ruff>=0.8,<1", "mypy>=1.13,<2", "types-PyYAML"],
+    "test": TEST_REQUIRES,
+    "dev": [*TEST_REQUIRES, "ruff>=0.8,<1", "mypy>=1.13,<2", "types-PyYAML"],
 }
 
 setup(
@@ -43,7 +47,6 @@ setup(
         ]
     },
     classifiers=[
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],

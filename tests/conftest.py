@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import pathlib
+import uuid
 
 import numpy as np
 import pytest
+
+from tests import servers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_MODEL = str(REPO / "models" / "minilm-l6-m2v-256")
@@ -108,6 +111,78 @@ def demo_model() -> str:
 def lite_uri(tmp_path: pathlib.Path) -> str:
     """A fresh embedded Milvus Lite store."""
     return str(tmp_path / "milvus.db")
+
+
+@pytest.fixture(scope="session")
+def milvus_bin(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """The Milvus 2.3.5 binary from the PyPI wheel, unpacked once per session."""
+    folder = tmp_path_factory.getbasetemp() / "milvus-bin"
+    servers.ensure_milvus_binary(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory, milvus_bin: pathlib.Path):
+    """A real Milvus 2.3.5 standalone server, without authentication."""
+    proc, _ = servers.start_milvus_server(tmp_path_factory.mktemp("milvus"), bin_dir=milvus_bin)
+    yield proc
+    servers.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def milvus_auth_server(tmp_path_factory: pytest.TempPathFactory, milvus_bin: pathlib.Path):
+    """A real Milvus 2.3.5 standalone server with authentication (root:Milvus)."""
+    proc, _ = servers.start_milvus_server(
+        tmp_path_factory.mktemp("milvus-auth"), auth=True, bin_dir=milvus_bin
+    )
+    yield proc
+    servers.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def lite_server(tmp_path_factory: pytest.TempPathFactory):
+    """Milvus Lite in server mode."""
+    proc, _ = servers.start_lite_server(tmp_path_factory.mktemp("lite-server"))
+    yield proc
+    servers.stop(proc)
+
+
+MILVUS_KINDS = ["lite", "lite_server", "milvus_server"]
+
+
+@pytest.fixture(params=MILVUS_KINDS)
+def milvus_kind(request: pytest.FixtureRequest) -> str:
+    """The kinds of Milvus every contract and end-to-end test runs against:
+    embedded Milvus Lite, Milvus Lite as a server, a Milvus 2.3.5 server."""
+    return str(request.param)
+
+
+@pytest.fixture
+def milvus_uri(milvus_kind: str, request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    """The URI of the Milvus of ``milvus_kind``."""
+    if milvus_kind == "lite":
+        return str(tmp_path / "milvus.db")
+    return str(request.getfixturevalue(milvus_kind).milvus["uri"])
+
+
+@pytest.fixture
+def collection_name(request: pytest.FixtureRequest) -> str:
+    """A collection name no other test uses (servers live for the session)."""
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def milvus_target(milvus_uri: str, collection_name: str):
+    """Makes targets for fresh collections on the Milvus of ``milvus_kind``."""
+    from transforms import MilvusTarget
+
+    def make(name: str) -> MilvusTarget:
+        collection = f"{collection_name}_{name}"
+        if milvus_uri.endswith(".db"):
+            return MilvusTarget.lite(milvus_uri, collection)
+        return MilvusTarget.server(milvus_uri, collection, token_env=None)
+
+    return make
 
 
 def write_jsonl(path: pathlib.Path, records: list) -> str:

@@ -1,4 +1,9 @@
-"""The ingest and search pipelines end to end, into an embedded Milvus Lite store."""
+"""The ingest and search pipelines end to end.
+
+Tests that make claims about Milvus run against each kind (``milvus_kind``):
+embedded Milvus Lite, Milvus Lite as a server, and a Milvus 2.3.5 server.
+Tests of options and runner flags run against embedded Lite only.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ import pytest
 import yaml
 from apache_beam.runners.direct.direct_runner import DirectRunner
 from model2vec import StaticModel
-from pymilvus import MilvusClient
 
+import transforms
 from pipelines import ingest, search
 from pipelines.options import beam_argv
 from tests.conftest import write_jsonl
 from transforms import CollectionMismatchError, ConfigError, MilvusTarget, ensure_collection
+from transforms.client import connect
 
 CORPUS = [
     {
@@ -33,16 +39,36 @@ CORPUS = [
 ]
 
 
+LITE_ONLY = pytest.mark.parametrize("milvus_kind", ["lite"], indirect=True)
+
+
+def _target(uri: str, collection: str) -> MilvusTarget:
+    if uri.endswith(".db"):
+        return MilvusTarget.lite(uri, collection)
+    return MilvusTarget.server(uri, collection, token_env=None)
+
+
 def count_rows(uri: str, collection: str) -> int:
-    client = MilvusClient(uri)
+    return transforms.count_rows(_target(uri, collection))
+
+
+def query(uri: str, collection: str, expression: str, fields: list[str]) -> list[dict]:
+    client = connect(_target(uri, collection))
     try:
-        return int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
+        client.load_collection(collection)
+        return list(client.query(collection, filter=expression, output_fields=fields))
     finally:
         client.close()
 
 
 @pytest.fixture
-def config_file(tmp_path, tiny_model, lite_uri) -> str:
+def lite_uri(milvus_uri: str) -> str:
+    """The URI under test (named for the tests that began with Lite only)."""
+    return milvus_uri
+
+
+@pytest.fixture
+def config_file(tmp_path, tiny_model, milvus_uri, collection_name) -> str:
     config = {
         "pipeline": {"runner": "DirectRunner"},
         "source": {
@@ -51,7 +77,7 @@ def config_file(tmp_path, tiny_model, lite_uri) -> str:
         },
         "model": tiny_model,
         "chunking": {"max_tokens": 16, "overlap_tokens": 4},
-        "milvus": {"uri": lite_uri, "collection": "docs"},
+        "milvus": {"uri": milvus_uri, "collection": collection_name, "token_env": None},
         "search": {"top_k": 2, "output": str(tmp_path / "results" / "r")},
         "dead_letter_path": str(tmp_path / "dead" / "dl"),
     }
@@ -67,22 +93,23 @@ def last_json_line(text: str) -> dict:
 
 
 def test_ingest_writes_every_chunk_and_reports_counts(
-    config_file, lite_uri, tiny_model, capsys
+    config_file, lite_uri, collection_name, tiny_model, capsys
 ) -> None:
     ingest.run(["--config", config_file])
     report = last_json_line(capsys.readouterr().out)
     assert report["documents_read"] == 4
     assert report["chunks"] == report["written"] > 4
     assert report["dead_lettered"] == 0 and report["seconds"] > 0
-    assert count_rows(lite_uri, "docs") == report["written"]
+    assert report["created"] and report["rows_before"] == 0
+    assert report["rows_after"] == report["write"]["rows_upserted"] == report["written"]
+    assert count_rows(lite_uri, collection_name) == report["written"]
 
-    client = MilvusClient(lite_uri)
-    rows = client.query(
-        "docs",
-        filter='document_id == "loops"',
-        output_fields=["text", "vector", "metadata", "chunk_index"],
+    rows = query(
+        lite_uri,
+        collection_name,
+        'document_id == "loops"',
+        ["text", "vector", "metadata", "chunk_index"],
     )
-    client.close()
     assert rows and all(r["metadata"] == {"title": "Loops"} for r in rows)
     expected = StaticModel.from_pretrained(tiny_model, force_download=False).encode(
         [r["text"] for r in rows]
@@ -90,13 +117,22 @@ def test_ingest_writes_every_chunk_and_reports_counts(
     np.testing.assert_allclose(np.array([r["vector"] for r in rows]), expected, atol=1e-6)
 
 
-def test_ingesting_twice_leaves_the_rows_unchanged(config_file, lite_uri, capsys) -> None:
+def test_ingesting_twice_changes_no_row(config_file, lite_uri, collection_name, capsys) -> None:
+    fields = ["id", "text", "vector", "document_id", "chunk_index", "metadata"]
+
+    def snapshot() -> list[tuple]:
+        rows = query(lite_uri, collection_name, 'id != ""', fields)
+        return sorted(
+            (r["id"], r["text"], tuple(np.round(r["vector"], 6)), r["chunk_index"]) for r in rows
+        )
+
     ingest.run(["--config", config_file])
-    first = count_rows(lite_uri, "docs")
+    first = snapshot()
     ingest.run(["--config", config_file])
     report = last_json_line(capsys.readouterr().out)
-    assert report["written"] == first
-    assert count_rows(lite_uri, "docs") == first
+    assert not report["created"] and report["rows_before"] == report["rows_after"] == len(first)
+    assert report["written"] == len(first)
+    assert snapshot() == first
 
 
 def test_search_returns_the_document_a_query_was_taken_from(config_file, capsys) -> None:
@@ -116,6 +152,7 @@ def test_search_returns_the_document_a_query_was_taken_from(config_file, capsys)
     assert printed[-1]["query"] == queries[0]
 
 
+@LITE_ONLY
 def test_search_filter_restricts_the_hits(config_file) -> None:
     ingest.run(["--config", config_file])
     _, answers = search.answers(
@@ -132,7 +169,7 @@ def test_search_filter_restricts_the_hits(config_file) -> None:
 
 
 def test_bad_records_are_counted_and_written_as_dead_letters(
-    config_file, tmp_path, lite_uri, capsys
+    config_file, tmp_path, lite_uri, collection_name, capsys
 ) -> None:
     with open(tmp_path / "corpus" / "bad.jsonl", "wb") as f:
         f.write(b'{"id": "fine", "text": "a good record about the loop"}\n{"id": "x", "text": \n')
@@ -141,7 +178,8 @@ def test_bad_records_are_counted_and_written_as_dead_letters(
     report = last_json_line(capsys.readouterr().out)
     assert report["documents_read"] == 5
     assert report["dead_lettered"] == 3
-    assert report["written"] == report["chunks"] == count_rows(lite_uri, "docs")
+    assert report["written"] == report["chunks"] == count_rows(lite_uri, collection_name)
+    assert report["dead_letters_by_stage"] == {"read": 3}
     letters = [
         json.loads(line)
         for path in (tmp_path / "dead").glob("dl*.jsonl")
@@ -162,6 +200,7 @@ class RecordingRunner(DirectRunner):
         return super().run_pipeline(pipeline, options)
 
 
+@LITE_ONLY
 def test_the_runner_flag_is_honoured(config_file) -> None:
     before = RecordingRunner.runs
     ingest.run(["--config", config_file, "--runner", f"{__name__}.RecordingRunner"])
@@ -170,6 +209,7 @@ def test_the_runner_flag_is_honoured(config_file) -> None:
         ingest.run(["--config", config_file, "--runner", "NoSuchRunner"])
 
 
+@LITE_ONLY
 def test_command_line_wins_over_the_config(config_file, tmp_path, lite_uri) -> None:
     other = write_jsonl(
         tmp_path / "other.jsonl", [{"id": "solo", "text": "a single loop document"}]
@@ -180,8 +220,9 @@ def test_command_line_wins_over_the_config(config_file, tmp_path, lite_uri) -> N
     assert "--runner=DirectRunner" in beam_argv(["--config", config_file])
 
 
+@LITE_ONLY
 def test_wrong_settings_fail_before_the_pipeline_starts(
-    config_file, tmp_path, lite_uri, tiny_model
+    config_file, tmp_path, lite_uri, collection_name, tiny_model
 ) -> None:
     with pytest.raises(ConfigError, match="matches no file"):
         ingest.run(["--config", config_file, "--input", str(tmp_path / "nope" / "*.jsonl")])
@@ -200,10 +241,10 @@ def test_wrong_settings_fail_before_the_pipeline_starts(
                 "c",
             ]
         )
-    ensure_collection(MilvusTarget.lite(lite_uri, "docs"), dim=3, fingerprint={"dim": 3})
+    ensure_collection(MilvusTarget.lite(lite_uri, collection_name), dim=3, fingerprint={"dim": 3})
     with pytest.raises(CollectionMismatchError, match="3-dimensional"):
         ingest.run(["--config", config_file])
-    assert count_rows(lite_uri, "docs") == 0
+    assert count_rows(lite_uri, collection_name) == 0
     with pytest.raises(CollectionMismatchError, match="does not exist"):
         search.answers(["--config", config_file, "--collection", "never_made", "--query", "q"])
 

@@ -30,8 +30,8 @@ DATA = "data"
 
 _RATE_LIMIT_CODE = 8
 _COLLECTION_NOT_FOUND_CODE = 100
-_AUTH_CODES = frozenset({1800, 2})  # auth failure codes of Milvus 2.3+ and of older servers
-_AUTH_MESSAGES = ("auth", "credential", "password", "token", "unauthenticated", "permission denied")
+_AUTH_CODE = 1800  # Milvus 2.4+ servers; older ones answer with a gRPC status
+_AUTH_MESSAGES = ("auth check failure", "missing authorization", "unauthenticated", "credential")
 _FATAL_MESSAGES = ("collection not found", "can't find collection", "collection not exist")
 _TRANSIENT_MESSAGES = (
     "rate limit",
@@ -52,10 +52,19 @@ class MilvusAuthError(PermissionError):
     """Milvus refused the credentials."""
 
 
-def _is_auth_error(error: Exception) -> bool:
-    code = getattr(error, "code", None)
+def _is_auth_error(error: BaseException) -> bool:
+    """Whether the server refused the credentials.
+
+    pymilvus reports a refused token on connect as a generic "cannot connect"
+    error; the gRPC status it was raised from says what really happened.
+    """
+    import grpc
+
+    cause = error.__cause__
+    if isinstance(cause, grpc.RpcError) and hasattr(cause, "code"):
+        return bool(cause.code() == grpc.StatusCode.UNAUTHENTICATED)
     message = str(getattr(error, "message", error)).lower()
-    return code in _AUTH_CODES or any(m in message for m in _AUTH_MESSAGES)
+    return getattr(error, "code", None) == _AUTH_CODE or any(m in message for m in _AUTH_MESSAGES)
 
 
 def connect(target: MilvusTarget) -> Any:
@@ -78,9 +87,11 @@ def connect(target: MilvusTarget) -> Any:
                 f"Milvus at {target.uri} refused the credentials from {source}: authentication "
                 f"failed ({e.message}). Check the token (user:password or API key)."
             ) from None
+        cause = e.__cause__
+        details = cause.details() if hasattr(cause, "details") else e.message
         raise MilvusConnectionError(
             f"cannot connect to Milvus at {target.uri} within {target.connect_timeout_s:g}s "
-            f"({e.message}). Check the URI and that the server is up."
+            f"({details}). Check the URI and that the server is up."
         ) from None
 
 

@@ -14,10 +14,10 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from transforms.client import connect
+from transforms.client import TRANSIENT, connect, error_kind
 from transforms.config import MilvusTarget, WriteConfig, WriteMode
 from transforms.rows import (
     DOCUMENT_ID_MAX_LENGTH,
@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FINGERPRINT_PROPERTY = "milvus_ingest.model"
 _COMPARED_FINGERPRINT_KEYS = ("dim", "normalize", "vectors_sha256", "tokenizer_sha256")
@@ -295,6 +297,21 @@ def require_collection(target: MilvusTarget) -> None:
         client.close()
 
 
+def _with_retries(what: str, call: Callable[[], T], timeout_s: float = 120.0) -> T:
+    """Calls ``call``, retrying transient errors (a server that restarts) for a while."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if error_kind(e) != TRANSIENT or time.monotonic() + delay > deadline:
+                raise
+            _LOGGER.warning("%s failed, retrying in %.1fs: %s", what, delay, e)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def finish_collection(
     target: MilvusTarget,
     state: CollectionState,
@@ -321,15 +338,15 @@ def finish_collection(
       RowCountMismatchError: a new collection does not hold exactly the rows
         upserted, or an existing one lost rows or gained more than upserted.
     """
-    client = connect(target)
+    client = _with_retries("Connecting", lambda: connect(target))
     try:
         started = time.monotonic()
-        client.flush(target.collection)
+        _with_retries("Flush", lambda: client.flush(target.collection))
         _LOGGER.info("Flushed %s in %.1fs", target.describe(), time.monotonic() - started)
         report: dict[str, Any] = {"rows_before": state.rows_before}
         if config.wait_for_index:
             report["indexed_rows"] = _wait_for_index(client, target.collection, index_timeout_s)
-        rows_after = _count(client, target.collection)  # loads the collection
+        rows_after = _with_retries("Counting rows", lambda: _count(client, target.collection))
         report["rows_after"] = rows_after
     finally:
         client.close()
