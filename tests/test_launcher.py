@@ -1,0 +1,100 @@
+"""Launcher-side pieces of the ingest pipeline: progress, served stores, client options."""
+
+from __future__ import annotations
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
+
+from pipelines import ingest
+from pipelines.lite_server import needs_server
+from transforms import ConfigError, MilvusTarget
+
+
+class _Counter:
+    def __init__(self, name: str, value: int) -> None:
+        self.key = type("Key", (), {"metric": type("Metric", (), {"name": name})()})()
+        self.committed = value
+        self.attempted = value
+
+
+class _Metrics:
+    def __init__(self, result: _RunningResult) -> None:
+        self._result = result
+
+    def query(self, _filter):
+        n = self._result.polls * 100
+        return {"counters": [_Counter("documents_read", n), _Counter("written", 3 * n)]}
+
+
+class _RunningResult:
+    """A result that reports RUNNING for a few polls, as a remote runner does."""
+
+    def __init__(self, polls_until_done: int) -> None:
+        self.polls = 0
+        self._polls_until_done = polls_until_done
+
+    @property
+    def state(self) -> str:
+        return PipelineState.DONE if self.polls >= self._polls_until_done else PipelineState.RUNNING
+
+    def wait_until_finish(self, duration=None):
+        if duration is not None:
+            self.polls += 1
+        return self.state
+
+    def metrics(self) -> _Metrics:
+        return _Metrics(self)
+
+
+def test_progress_lines_while_the_runner_reports_running(capsys) -> None:
+    ingest._wait_with_progress(_RunningResult(polls_until_done=3), interval_s=0.001)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("progress:")]
+    assert len(lines) == 2
+    assert lines[0].startswith("progress: 100 documents read, 300 rows written")
+    assert lines[1].startswith("progress: 200 documents read, 600 rows written")
+
+
+def test_a_finished_run_prints_no_progress(capsys) -> None:
+    ingest._wait_with_progress(_RunningResult(polls_until_done=0), interval_s=0.001)
+    assert "progress:" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], False),
+        (["--runner=DirectRunner"], False),
+        (["--direct_running_mode=multi_threading", "--direct_num_workers=2"], False),
+        (["--direct_running_mode=multi_processing", "--direct_num_workers=2"], True),
+        (["--runner=FlinkRunner"], True),
+        (["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"], True),
+        (["--runner=PortableRunner"], True),
+    ],
+)
+def test_a_local_store_is_served_when_workers_are_other_processes(flags, expected) -> None:
+    lite = MilvusTarget.lite("x.db", "docs")
+    assert needs_server(lite, PipelineOptions(flags)) is expected
+    server = MilvusTarget.server("http://127.0.0.1:19530", "docs")
+    assert needs_server(server, PipelineOptions(flags)) is False
+
+
+def test_remote_workers_cannot_use_a_local_store() -> None:
+    with pytest.raises(ConfigError, match="cannot reach"):
+        needs_server(
+            MilvusTarget.lite("x.db", "docs"), PipelineOptions(["--runner=DataflowRunner"])
+        )
+
+
+def test_tls_options_pass_through_and_unknown_ones_are_refused() -> None:
+    target = MilvusTarget(
+        uri="https://milvus.example:443",
+        collection="docs",
+        token_env=None,
+        client_options={"secure": True, "server_name": "milvus.example"},  # type: ignore[arg-type]
+    )
+    kwargs = target.client_kwargs()
+    assert kwargs["secure"] is True and kwargs["server_name"] == "milvus.example"
+    assert kwargs["timeout"] == target.connect_timeout_s
+    with pytest.raises(ConfigError, match="client_options"):
+        MilvusTarget(uri="http://h:1", collection="docs", client_options={"token": "x"})  # type: ignore[arg-type]
