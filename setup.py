@@ -16,14 +16,30 @@ INSTALL_REQUIRES = [
     "milvus-lite>=3.0,<4; sys_platform != 'win32'",
     "numpy>=1.26,<3",
     "fsspec>=2024.6",
+    "pyarrow",  # Parquet; apache-beam already pins its range
     "pyyaml>=6,<7",
 ]
 
 # The tests start a real Milvus 2.3.5 standalone server: the PyPI package
 # "milvus" ships its binary (Linux and macOS only).
-TEST_REQUIRES = ["pytest>=8,<10", "milvus==2.3.5; sys_platform != 'win32'"]
+# moto serves S3 on loopback for the s3:// tests; s3fs, aiohttp and zstandard let fsspec read
+# s3://, http(s):// and .zst.
+TEST_REQUIRES = [
+    "pytest>=8,<10",
+    "milvus==2.3.5; sys_platform != 'win32'",
+    "moto[server]>=5,<6",
+    "s3fs>=2024.6",
+    "aiohttp>=3.9",
+    "zstandard>=0.22",
+]
 
 EXTRAS_REQUIRE = {
+    # Filesystems and codecs for sources, installed where the workers run.
+    "s3": ["s3fs>=2024.6"],
+    "gcs": ["gcsfs>=2024.6"],
+    "azure": ["adlfs>=2024.4"],
+    "http": ["aiohttp>=3.9"],
+    "zstd": ["zstandard>=0.22"],
     "test": TEST_REQUIRES,
     "dev": [*TEST_REQUIRES, "ruff>=0.8,<1", "mypy>=1.13,<2", "types-PyYAML"],
 }

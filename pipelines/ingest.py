@@ -95,8 +95,14 @@ def _check_inputs(settings: IngestSettings) -> None:
     """Fails on the launcher, before any worker starts, if an input matches nothing."""
     if settings.source.empty_match is EmptyMatchTreatment.ALLOW:
         return
-    for pattern in settings.source.patterns:
-        if not match_files(pattern):
+    source = settings.source
+    for pattern in source.patterns:
+        if not match_files(
+            pattern,
+            include=source.include,
+            exclude=source.exclude,
+            storage_options=dict(source.storage_options),
+        ):
             raise ConfigError(
                 f"input {pattern!r} matches no file: fix the path or glob (--input), or set "
                 "source.empty_match: allow."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.runner import PipelineState
+from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipelines import ingest
 from pipelines.lite_server import needs_server
@@ -27,10 +27,11 @@ class _Metrics:
         return {"counters": [_Counter("documents_read", n), _Counter("written", 3 * n)]}
 
 
-class _RunningResult:
+class _RunningResult(PipelineResult):
     """A result that reports RUNNING for a few polls, as a remote runner does."""
 
     def __init__(self, polls_until_done: int) -> None:
+        super().__init__(PipelineState.RUNNING)
         self.polls = 0
         self._polls_until_done = polls_until_done
 

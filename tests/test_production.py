@@ -134,7 +134,9 @@ def test_an_unreachable_uri_fails_within_the_connect_timeout(tmp_path, tiny_mode
         tmp_path, tiny_model, uri, "docs", corpus, token_env=None, connect_timeout_s=2
     )
     started = time.monotonic()
-    with pytest.raises(MilvusConnectionError, match=r"cannot connect to Milvus at http://127\.0\.0\.1"):
+    with pytest.raises(
+        MilvusConnectionError, match=r"cannot connect to Milvus at http://127\.0\.0\.1"
+    ):
         ingest.run(["--config", config])
     assert time.monotonic() - started < 5
 

@@ -8,28 +8,49 @@ import os
 import apache_beam as beam
 import fsspec
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from tests.beam_util import collect
 from tests.conftest import write_jsonl
-from transforms import EmptyMatchTreatment, ReadDocuments, SourceConfig, SourceFormat, match_files
+from transforms import (
+    EmptyMatchTreatment,
+    ReadDocuments,
+    SourceConfig,
+    SourceFormat,
+    match_files,
+    metrics,
+)
 from transforms.sources import NoMatchError
 
 
-def _read(config: SourceConfig):
-    """Runs ReadDocuments; returns (documents as tuples, dead letters as tuples)."""
-    from tests.beam_util import collect
+def read_all(config: SourceConfig) -> tuple[list[tuple], list[tuple], dict[str, int]]:
+    """Runs ReadDocuments on the DirectRunner.
 
-    with TestPipeline() as p:
-        result = p | ReadDocuments(config)
-        docs = collect(
-            result.documents | beam.Map(lambda d: (d.id, d.text, dict(d.metadata), d.source)),
-            "Docs",
-        )
-        dead = collect(
-            result.dead_letters | beam.Map(lambda d: (d.stage, d.source, d.reason)), "Dead"
-        )
-    return sorted(docs), sorted(dead)
+    Returns:
+      Documents as ``(id, text, metadata, source)`` and dead letters as
+      ``(stage, source, reason)``, both sorted, and the run's counters.
+    """
+    p = TestPipeline()
+    result = p | ReadDocuments(config)
+    docs = collect(
+        result.documents | beam.Map(lambda d: (d.id, d.text, dict(d.metadata), d.source)), "Docs"
+    )
+    dead = collect(result.dead_letters | beam.Map(lambda d: (d.stage, d.source, d.reason)), "Dead")
+    run = p.run()
+    run.wait_until_finish()
+    counters: dict[str, int] = {}
+    query = run.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
+    for counter in query["counters"]:
+        name = counter.key.metric.name
+        counters[name] = counters.get(name, 0) + int(counter.committed or 0)
+    return sorted(docs), sorted(dead), counters
+
+
+def _read(config: SourceConfig) -> tuple[list[tuple], list[tuple]]:
+    docs, dead, _ = read_all(config)
+    return docs, dead
 
 
 def test_text_and_markdown_files_are_one_document_each(tmp_path, monkeypatch) -> None:

@@ -26,6 +26,8 @@ from transforms.collection import (
 from transforms.config import (
     ChunkingConfig,
     ConfigError,
+    DecodeErrors,
+    DuplicateIds,
     EmptyMatchTreatment,
     IndexConfig,
     MilvusTarget,
@@ -57,7 +59,9 @@ __all__ = [
     "CollectionMismatchError",
     "ConfigError",
     "DeadLetter",
+    "DecodeErrors",
     "Document",
+    "DuplicateIds",
     "EmbedChunks",
     "EmptyMatchTreatment",
     "EncodeQueries",

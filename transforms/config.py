@@ -19,6 +19,8 @@ from typing import Any
 __all__ = [
     "ChunkingConfig",
     "ConfigError",
+    "DecodeErrors",
+    "DuplicateIds",
     "EmptyMatchTreatment",
     "IndexConfig",
     "MilvusTarget",
@@ -35,14 +37,28 @@ class ConfigError(ValueError):
 
 
 class SourceFormat(str, enum.Enum):
-    """How a file is turned into documents."""
+    """How a file is turned into documents.
+
+    Every format but ``text`` holds records; the config names the record's id,
+    text and metadata fields (columns, for CSV/TSV and Parquet).
+    """
 
     AUTO = "auto"
-    """By extension: ``.jsonl``/``.ndjson`` as JSONL, anything else as text."""
+    """By extension, after any compression suffix: ``.jsonl``/``.ndjson`` as
+    JSONL, ``.json`` as JSON, ``.csv`` as CSV, ``.tsv``/``.tab`` as TSV,
+    ``.parquet``/``.pq`` as Parquet, anything else (txt, md, rst, …) as text."""
     TEXT = "text"
-    """The whole file is one document (txt, md, rst, …)."""
+    """The whole file is one document (txt, md, rst, …); its id is its path."""
     JSONL = "jsonl"
-    """One JSON object per line, one document per object."""
+    """One JSON object per line (JSON Lines, NDJSON), one document per object."""
+    JSON = "json"
+    """A JSON array of objects, one document per element; or one object."""
+    CSV = "csv"
+    """Comma-separated values with a header row; quoted fields may hold newlines."""
+    TSV = "tsv"
+    """Tab-separated values with a header row, quoted like CSV."""
+    PARQUET = "parquet"
+    """Apache Parquet, one document per row; only the needed columns are read."""
 
 
 class EmptyMatchTreatment(str, enum.Enum):
@@ -50,6 +66,31 @@ class EmptyMatchTreatment(str, enum.Enum):
 
     DISALLOW = "disallow"
     ALLOW = "allow"
+
+
+class DecodeErrors(str, enum.Enum):
+    """What to do with bytes that are not UTF-8, and with NUL characters."""
+
+    DEAD_LETTER = "dead_letter"
+    """The record (or text file) goes to the dead letters, with the byte offset."""
+    REPLACE = "replace"
+    """Bad bytes and NUL characters become U+FFFD and the record is kept."""
+
+
+class DuplicateIds(str, enum.Enum):
+    """What to do when several records of one run have the same document id.
+
+    Copies are ordered by where they are: path, then line (or row, or element),
+    never by arrival, so the outcome is the same on every run and runner.
+    Copies that are not kept go to the dead letters (stage ``dedupe``).
+    """
+
+    KEEP_LAST = "keep_last"
+    """Keep the copy that comes last in (path, position) order."""
+    KEEP_FIRST = "keep_first"
+    """Keep the copy that comes first in (path, position) order."""
+    DEAD_LETTER = "dead_letter"
+    """Keep none: an id used twice is ambiguous, and every copy is dead-lettered."""
 
 
 class WriteMode(str, enum.Enum):
@@ -79,28 +120,125 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+_MIB = 1024 * 1024
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": _MIB,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+# fsspec options that carry credentials: those come from the environment or
+# the platform's credential chain, never from a config file.
+_SECRET_STORAGE_OPTIONS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "session_token",
+        "account_key",
+        "sas_token",
+        "connection_string",
+        "client_secret",
+        "credentials",
+    }
+)
+
+
+def _byte_size(value: object, name: str) -> int:
+    """Accepts a whole number of bytes or a string such as ``64MiB`` or ``16 MB``."""
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "").replace("_", "")
+        number = text.rstrip("kmgib")
+        unit = text[len(number) :]
+        if number.isdigit() and unit in _SIZE_UNITS:
+            return int(number) * _SIZE_UNITS[unit]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(
+        f"{name}={value!r}: give a whole number of bytes, or a size such as '64MiB' or '16MB'."
+    )
+
+
+def _names(value: object, name: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """One field name or a list of them, as YAML gives them."""
+    names = (value,) if isinstance(value, str) else value
+    _require(
+        isinstance(names, (list, tuple))
+        and (allow_empty or bool(names))
+        and all(isinstance(n, str) and n for n in names),
+        f"{name}={value!r}: give a field name or a list of field names.",
+    )
+    return tuple(names)  # type: ignore[arg-type]
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
     """Where documents come from and how to read them.
 
+    Every field takes plain YAML values (strings, numbers, lists, mappings),
+    so a config file's ``source:`` section is ``SourceConfig(**section)``.
+
     Attributes:
-      patterns: fsspec paths or globs (``docs/**/*.md``, ``memory://c/*.jsonl``,
-        ``gs://bucket/dump-*.jsonl.gz``).
+      patterns: fsspec paths, folders or globs, local or remote
+        (``docs/**/*.md``, ``memory://c/*.jsonl``, ``s3://bucket/dump-*.jsonl.gz``).
       format: How to read the files; see :class:`SourceFormat`.
-      id_field: JSONL field with the document id; documents without it get
-        ``path:line``.
-      text_field: JSONL field with the text.
-      metadata_fields: JSONL fields to keep as metadata; ``None`` keeps every
-        field but the id and text.
-      empty_match: Whether a pattern that matches nothing is an error.
+      id_field: Field (or column) with the document id. A record without it
+        gets an id from where it is: ``path:line`` for JSONL/CSV/TSV,
+        ``path#index`` for JSON arrays and Parquet; a text file's id is its path.
+      text_field: Field with the text, or a list of fields (``[title, body]``)
+        whose non-empty values are joined with ``text_separator``.
+      text_separator: Joins several text fields.
+      metadata_fields: Fields to keep as metadata; ``None`` keeps every field
+        but the id and text fields. Parquet reads only the columns it needs.
+      include: Globs a matched file must match (any of them) to be read; empty
+        means every file. A glob is tried on the whole path and on the file
+        name, and ``*`` also crosses ``/``: ``*.md``, ``*/2024/*``.
+      exclude: Globs of matched files to skip, tried the same way.
+      empty_match: Whether a pattern that matches no file (after ``include``
+        and ``exclude``) is an error.
+      decode_errors: Bytes that are not UTF-8, and NUL characters: dead-letter
+        the record, or replace them with U+FFFD; see :class:`DecodeErrors`.
+      duplicate_ids: Which copy of a document id seen twice in a run is kept;
+        see :class:`DuplicateIds`.
+      max_record_bytes: Largest record (line, CSV row, JSON element, text file)
+        read; a larger one is skipped without being held in memory and
+        dead-lettered. A number of bytes or a size such as ``16MiB``.
+      split_bytes: Uncompressed JSONL/CSV/TSV and Parquet files larger than
+        this are read as ranges of this size by many workers. Compressed files
+        cannot be split and are streamed by one worker each.
+      csv_delimiter: Field separator; ``None`` means ``,`` for CSV and a tab
+        for TSV.
+      csv_quote: Quote character of CSV/TSV, or ``None`` for files without
+        quoting, where every line is a row and quotes are plain text.
+      storage_options: fsspec options for every pattern (``anon``,
+        ``client_kwargs: {endpoint_url: ...}``, ``requester_pays``). Credentials
+        are refused here: they come from the environment or the platform.
     """
 
     patterns: tuple[str, ...]
     format: SourceFormat = SourceFormat.AUTO
     id_field: str | None = "id"
-    text_field: str = "text"
+    text_field: str | tuple[str, ...] = "text"
+    text_separator: str = "\n\n"
     metadata_fields: tuple[str, ...] | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
     empty_match: EmptyMatchTreatment = EmptyMatchTreatment.DISALLOW
+    decode_errors: DecodeErrors = DecodeErrors.DEAD_LETTER
+    duplicate_ids: DuplicateIds = DuplicateIds.KEEP_LAST
+    max_record_bytes: int = 16 * _MIB
+    split_bytes: int = 64 * _MIB
+    csv_delimiter: str | None = None
+    csv_quote: str | None = '"'
+    storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         patterns = (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
@@ -114,11 +252,76 @@ class SourceConfig:
         object.__setattr__(
             self, "empty_match", _enum(EmptyMatchTreatment, self.empty_match, "source.empty_match")
         )
+        object.__setattr__(
+            self, "decode_errors", _enum(DecodeErrors, self.decode_errors, "source.decode_errors")
+        )
+        object.__setattr__(
+            self, "duplicate_ids", _enum(DuplicateIds, self.duplicate_ids, "source.duplicate_ids")
+        )
         _require(
-            bool(self.text_field), "source.text_field is empty: name the field that holds the text."
+            self.id_field is None or isinstance(self.id_field, str),
+            f"source.id_field={self.id_field!r}: name the field with the id, or null to take "
+            "ids from where records are (path:line).",
+        )
+        object.__setattr__(self, "id_field", self.id_field or None)
+        _require(
+            bool(self.text_field),
+            "source.text_field is empty: name the field that holds the text.",
+        )
+        texts = _names(self.text_field, "source.text_field")
+        object.__setattr__(self, "text_field", texts[0] if len(texts) == 1 else texts)
+        _require(
+            isinstance(self.text_separator, str),
+            f"source.text_separator={self.text_separator!r}: must be a string, e.g. '\\n\\n'.",
         )
         if self.metadata_fields is not None:
-            object.__setattr__(self, "metadata_fields", tuple(self.metadata_fields))
+            object.__setattr__(
+                self,
+                "metadata_fields",
+                _names(self.metadata_fields, "source.metadata_fields", allow_empty=True),
+            )
+        for name in ("include", "exclude"):
+            value = getattr(self, name)
+            globs = (value,) if isinstance(value, str) else tuple(value or ())
+            _require(
+                all(isinstance(g, str) and g for g in globs),
+                f"source.{name}={value!r}: give a glob or a list of globs, e.g. ['*.md'].",
+            )
+            object.__setattr__(self, name, globs)
+        for name in ("max_record_bytes", "split_bytes"):
+            size = _byte_size(getattr(self, name), f"source.{name}")
+            _require(size > 0, f"source.{name}={size!r}: must be more than 0 bytes.")
+            object.__setattr__(self, name, size)
+        for name in ("csv_delimiter", "csv_quote"):
+            value = getattr(self, name)
+            _require(
+                value is None
+                or (isinstance(value, str) and len(value) == 1 and value not in "\r\n"),
+                f"source.{name}={value!r}: must be one character (not a newline), or null.",
+            )
+        _require(
+            self.csv_delimiter is None or self.csv_delimiter != self.csv_quote,
+            f"source.csv_delimiter and source.csv_quote are both {self.csv_quote!r}; "
+            "they must differ.",
+        )
+        _require(
+            isinstance(self.storage_options, Mapping),
+            f"source.storage_options={self.storage_options!r}: must be a mapping of fsspec "
+            "options, e.g. {anon: true}.",
+        )
+        secrets = sorted(_SECRET_STORAGE_OPTIONS & set(self.storage_options))
+        _require(
+            not secrets,
+            f"source.storage_options has credentials ({', '.join(secrets)}); never put them in "
+            "a config: use the environment (e.g. AWS_ACCESS_KEY_ID), a credentials file or "
+            "the workers' service account.",
+        )
+        object.__setattr__(self, "storage_options", dict(self.storage_options))
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        """The text field names, as a tuple even when there is one."""
+        return (self.text_field,) if isinstance(self.text_field, str) else self.text_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,7 +541,6 @@ class WriteConfig:
       text_overflow: What to do with a longer text; see :class:`TextOverflow`.
       mode: What to do with the collection first; see :class:`WriteMode`.
       wait_for_index: At the end, wait until the index covers every row.
-      load: At the end, load the collection so that it can be searched.
       index: The vector index made with a new collection.
     """
 
@@ -352,7 +554,6 @@ class WriteConfig:
     text_overflow: TextOverflow = TextOverflow.DEAD_LETTER
     mode: WriteMode = WriteMode.CREATE_IF_MISSING
     wait_for_index: bool = False
-    load: bool = False
     index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
 
     def __post_init__(self) -> None:

@@ -15,8 +15,10 @@ __all__ = [
     "CHUNKS",
     "DEAD_LETTERED",
     "DOCUMENTS_READ",
+    "DUPLICATE_IDS",
     "NAMESPACE",
     "ROWS_UPSERTED",
+    "SPLIT_RANGES",
     "WRITE_LATENCY_MS",
     "WRITE_RETRIES",
     "WRITTEN",
@@ -27,6 +29,10 @@ __all__ = [
 NAMESPACE = "milvus_ingest"
 
 DOCUMENTS_READ = "documents_read"
+DUPLICATE_IDS = "duplicate_ids"
+"""Records dropped or dead-lettered because another record of the run had their id."""
+SPLIT_RANGES = "split_ranges"
+"""Byte ranges of split files that were read."""
 CHUNKS = "chunks"
 WRITTEN = "written"
 DEAD_LETTERED = "dead_lettered"

@@ -1,21 +1,34 @@
 """ReadDocuments: documents from files on any fsspec filesystem.
 
-Patterns are expanded once, files are spread over workers, and each file is
-streamed: a JSONL file is read line by line, never loaded whole. A record that
-cannot be read (bad bytes, bad JSON, no text) goes to the dead-letter output
-with its file and line; the other records keep flowing.
+Use it to read a corpus as it is: folders of text and Markdown, JSONL/NDJSON
+dumps, JSON arrays, CSV/TSV exports, Parquet from a data lake, compressed or
+not (``.gz``, ``.bz2``, ``.xz``, ``.zst``), local or remote (``s3://``,
+``gs://``, ``az://``, ``https://``, ``memory://``).
 
-Formats: a text file (txt, md, rst, …) is one document whose id is its path;
-a JSONL/NDJSON file has one document per line, whose id comes from the id
-field, else from ``path:line``. Compression (``.gz``, ``.bz2``, …) is inferred
-from the extension.
+What it costs:
+
+* Patterns are expanded once (one listing per pattern), files are spread
+  over workers, and each file is streamed in bounded memory (see
+  :mod:`transforms.formats`).
+* An uncompressed JSONL, CSV/TSV or Parquet file larger than
+  ``source.split_bytes`` is read as byte ranges by many workers; line-oriented
+  ones are read twice for that, once to count lines (see
+  :mod:`transforms.splitting`). A compressed file is read by one worker.
+* Documents are grouped by id (one shuffle) so that an id seen twice is
+  resolved the same way on every run: see ``source.duplicate_ids``.
+
+Nothing stops the run for one bad record: it goes to the ``dead_letters``
+output with its place (``path``, ``path:line`` or ``path#index``) and the
+reason. A pattern that matches no file is an error unless
+``source.empty_match`` is ``allow``.
 """
 
 from __future__ import annotations
 
-import json
+import fnmatch
+import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -23,181 +36,277 @@ import fsspec
 from apache_beam import pvalue
 
 from transforms import metrics
-from transforms.config import EmptyMatchTreatment, SourceConfig, SourceFormat
+from transforms.config import (
+    DuplicateIds,
+    EmptyMatchTreatment,
+    SourceConfig,
+    SourceFormat,
+)
+from transforms.formats import ReadTask, format_of, is_splittable, read_task
+from transforms.splitting import count_range, number_ranges, plan_ranges
 from transforms.types import DeadLetter, Document
 
-__all__ = ["DEAD_LETTERS", "DOCUMENTS", "ReadDocuments", "match_files"]
+__all__ = [
+    "DEAD_LETTERS",
+    "DOCUMENTS",
+    "NoMatchError",
+    "ReadDocuments",
+    "match_files",
+]
+
+_LOGGER = logging.getLogger(__name__)
 
 DOCUMENTS = "documents"
 DEAD_LETTERS = "dead_letters"
 
-_JSONL_SUFFIXES = (".jsonl", ".ndjson")
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
+
+_TO_COUNT = "to_count"
+_KEYED = "keyed"
 _GLOB_CHARS = ("*", "?", "[")
+# No listing or globbing over HTTP: '?' starts a query, and a page is not a folder.
+_NO_GLOB_PROTOCOLS = frozenset({"http", "https"})
+_DEDUPE_SOURCES_SHOWN = 5
 
 
 class NoMatchError(FileNotFoundError):
     """An input pattern matched no file."""
 
 
-def match_files(pattern: str) -> list[str]:
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+
+
+def _selected(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+
+    def matches(glob: str) -> bool:
+        return fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(name, glob)
+
+    return (not include or any(map(matches, include))) and not any(map(matches, exclude))
+
+
+def _match(
+    pattern: str, storage_options: dict[str, Any] | None = None
+) -> list[tuple[str, int | None]]:
+    """The files a pattern names, with their sizes when the filesystem knows them."""
+    fs, path = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+    globbing = not set(_protocols(fs)) & _NO_GLOB_PROTOCOLS
+    found: dict[str, dict[str, Any]]
+    if globbing and any(c in path for c in _GLOB_CHARS):
+        found = fs.glob(path, detail=True)
+    else:
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            info = None
+        if info is None:
+            found = {}
+        elif info.get("type") == "directory":
+            found = fs.find(path, detail=True)
+        else:
+            found = {path: info}
+    files = sorted(
+        (name, info.get("size")) for name, info in found.items() if info.get("type") != "directory"
+    )
+    if "file" in _protocols(fs):
+        if not os.path.isabs(os.path.expanduser(pattern.removeprefix("file://"))):
+            return [(os.path.relpath(p), size) for p, size in files]
+        return files
+    if not globbing:
+        return files
+    return [(fs.unstrip_protocol(p), size) for p, size in files]
+
+
+def match_files(
+    pattern: str,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    storage_options: dict[str, Any] | None = None,
+) -> list[str]:
     """Returns the files a path, folder or glob names, sorted.
 
-    A folder stands for every file below it. Local paths keep the form they
-    were given in (relative stays relative), so that document ids made from
-    them do not depend on the machine; other paths come back as URLs.
+    A folder stands for every file below it; ``**`` in a glob crosses folders.
+    Local paths keep the form they were given in (relative stays relative), so
+    that document ids made from them do not depend on the machine; other paths
+    come back as URLs.
+
+    Args:
+      pattern: A path, folder or glob, local or any fsspec URL.
+      include: Keep only files that match one of these globs (whole path or
+        file name; ``*`` also crosses ``/``).
+      exclude: Drop files that match one of these globs.
+      storage_options: fsspec options for the filesystem.
     """
-    fs, path = fsspec.core.url_to_fs(pattern)
-    if any(c in path for c in _GLOB_CHARS):
-        found = fs.glob(path)
-    elif fs.isdir(path):
-        found = fs.find(path)
-    else:
-        found = [path] if fs.exists(path) else []
-    files = sorted(p for p in found if not fs.isdir(p))
-    if _is_local(fs):
-        if not os.path.isabs(os.path.expanduser(pattern.removeprefix("file://"))):
-            return [os.path.relpath(p) for p in files]
-        return files
-    return [fs.unstrip_protocol(p) for p in files]
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-
-
-def _format_of(path: str, configured: SourceFormat) -> SourceFormat:
-    if configured is not SourceFormat.AUTO:
-        return configured
-    name = path.lower()
-    for suffix in _COMPRESSION_SUFFIXES:
-        name = name.removesuffix(suffix)
-    return SourceFormat.JSONL if name.endswith(_JSONL_SUFFIXES) else SourceFormat.TEXT
+    return [
+        path for path, _ in _match(pattern, storage_options) if _selected(path, include, exclude)
+    ]
 
 
 class _MatchFilesFn(beam.DoFn):
-    """Expands a pattern into the files it matches."""
+    """Expands a pattern into the files it matches, with their sizes."""
 
-    def __init__(self, empty_match: EmptyMatchTreatment) -> None:
-        self._empty_match = empty_match
+    def __init__(self, config: SourceConfig) -> None:
+        self._config = config
 
-    def process(self, pattern: str) -> Iterator[str]:
-        files = match_files(pattern)
-        if not files and self._empty_match is EmptyMatchTreatment.DISALLOW:
+    def process(self, pattern: str) -> Iterator[tuple[str, int | None]]:
+        config = self._config
+        matched = _match(pattern, dict(config.storage_options))
+        files = [(p, size) for p, size in matched if _selected(p, config.include, config.exclude)]
+        _LOGGER.info("Input %s matches %d file(s), %d selected", pattern, len(matched), len(files))
+        if not files and config.empty_match is EmptyMatchTreatment.DISALLOW:
+            why = (
+                f"all {len(matched)} of its files are left out by source.include/exclude"
+                if matched
+                else "it matches no file"
+            )
             raise NoMatchError(
-                f"input {pattern!r} matches no file; fix the path, or set "
-                "source.empty_match: allow."
+                f"input {pattern!r}: {why} (matches no file to read); fix the path or the "
+                "globs, or set source.empty_match: allow."
             )
         yield from files
 
 
-class _ReadFileFn(beam.DoFn):
-    """Turns one file into documents and dead letters."""
+class _PlanReadsFn(beam.DoFn):
+    """Turns a file into one read task, or into byte ranges to count first."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self._config = config
+
+    def process(self, file: tuple[str, int | None]) -> Iterator[ReadTask | pvalue.TaggedOutput]:
+        path, size = file
+        fmt = format_of(path, self._config.format)
+        split_bytes = self._config.split_bytes
+        if size is None or size <= split_bytes or not is_splittable(path, fmt):
+            yield ReadTask(path, fmt)
+            return
+        ranges = plan_ranges(size, split_bytes)
+        _LOGGER.debug("Reading %s (%d bytes) as %d ranges", path, size, len(ranges))
+        for start, end in ranges:
+            if fmt is SourceFormat.PARQUET:
+                # Row groups know their rows: no counting pass.
+                yield ReadTask(path, fmt, start, end)
+            else:
+                yield pvalue.TaggedOutput(_TO_COUNT, (path, fmt, start, end))
+
+
+class _CountRangeFn(beam.DoFn):
+    """Counts the newlines (and CSV quotes) of one byte range."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self._config = config
+
+    def process(
+        self, item: tuple[str, SourceFormat, int, int]
+    ) -> Iterator[tuple[str, tuple[int, int, int, int, SourceFormat]]]:
+        path, fmt, start, end = item
+        quote = self._config.csv_quote if fmt in (SourceFormat.CSV, SourceFormat.TSV) else None
+        with fsspec.open(path, "rb", **self._config.storage_options) as f:
+            newlines, quotes = count_range(f, start, end, quote.encode() if quote else None)
+        yield path, (start, end, newlines, quotes, fmt)
+
+
+def _numbered_tasks(
+    item: tuple[str, Iterable[tuple[int, int, int, int, SourceFormat]]],
+) -> Iterator[ReadTask]:
+    """The read tasks of one split file, each knowing the line it starts at."""
+    path, counted = item
+    ranges = list(counted)
+    fmt = ranges[0][4]
+    numbered = number_ranges((start, end, lines, quotes) for start, end, lines, quotes, _ in ranges)
+    for start, end, lines_before, in_quotes in numbered:
+        yield ReadTask(path, fmt, start, end, lines_before, in_quotes)
+
+
+class _ReadTaskFn(beam.DoFn):
+    """Reads a file or a range: documents keyed by id, and dead letters."""
 
     def __init__(self, config: SourceConfig) -> None:
         self._config = config
         self._documents_read = metrics.counter(metrics.DOCUMENTS_READ)
         self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
+        self._split_ranges = metrics.counter(metrics.SPLIT_RANGES)
 
-    def process(self, path: str) -> Iterator[Document | pvalue.TaggedOutput]:
-        read = (
-            _read_jsonl
-            if _format_of(path, self._config.format) is SourceFormat.JSONL
-            else _read_text
-        )
-        for record in read(path, self._config):
-            if isinstance(record, DeadLetter):
+    def process(
+        self, task: ReadTask
+    ) -> Iterator[tuple[str, tuple[str, int, Document]] | pvalue.TaggedOutput]:
+        for read in read_task(task, self._config):
+            if isinstance(read, DeadLetter):
                 self._dead_lettered.inc()
-                yield pvalue.TaggedOutput(DEAD_LETTERS, record)
+                yield pvalue.TaggedOutput(DEAD_LETTERS, read)
             else:
+                position, document = read
                 self._documents_read.inc()
-                yield record
+                yield document.id, (task.path, position, document)
+        if not task.whole:
+            self._split_ranges.inc()
 
 
-def _read_text(path: str, config: SourceConfig) -> Iterator[Document | DeadLetter]:
-    try:
-        with fsspec.open(path, "rb", compression="infer") as f:
-            data = f.read()
-    except (OSError, EOFError, ValueError) as e:
-        yield DeadLetter.of("read", path, f"cannot read file: {e}")
+class _ResolveDuplicatesFn(beam.DoFn):
+    """Keeps one document per id, by (path, position) order; passes dead letters on."""
+
+    def __init__(self, policy: DuplicateIds) -> None:
+        self._policy = policy
+        self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
+        self._duplicates = metrics.counter(metrics.DUPLICATE_IDS)
+
+    def process(
+        self, element: DeadLetter | tuple[str, Iterable[tuple[str, int, Document]]]
+    ) -> Iterator[Document | pvalue.TaggedOutput]:
+        if isinstance(element, DeadLetter):
+            yield pvalue.TaggedOutput(DEAD_LETTERS, element)
+            return
+        doc_id, copies = element
+        ordered = [document for _, _, document in sorted(copies, key=lambda c: (c[0], c[1]))]
+        if len(ordered) == 1:
+            yield ordered[0]
+            return
+        for letter in resolve_duplicates(doc_id, ordered, self._policy):
+            if isinstance(letter, Document):
+                yield letter
+            else:
+                self._duplicates.inc()
+                self._dead_lettered.inc()
+                yield pvalue.TaggedOutput(DEAD_LETTERS, letter)
+
+
+def resolve_duplicates(
+    doc_id: str, ordered: Sequence[Document], policy: DuplicateIds
+) -> Iterator[Document | DeadLetter]:
+    """Applies the duplicate-id policy to the copies of one id.
+
+    Args:
+      doc_id: The id they share.
+      ordered: The copies, in (path, position) order.
+      policy: Which copy to keep, if any.
+
+    Yields:
+      The kept copy, if any, and a dead letter for each other copy.
+    """
+    if policy is DuplicateIds.DEAD_LETTER:
+        shown = ", ".join(d.source for d in ordered[:_DEDUPE_SOURCES_SHOWN])
+        more = "" if len(ordered) <= _DEDUPE_SOURCES_SHOWN else ", …"
+        for document in ordered:
+            yield DeadLetter.of(
+                "dedupe",
+                document.source,
+                f"id {doc_id!r} is used by {len(ordered)} records ({shown}{more}); "
+                "source.duplicate_ids: dead_letter keeps none of them",
+                document.text,
+            )
         return
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        yield DeadLetter.of("read", path, f"invalid UTF-8 at byte {e.start}: {e.reason}")
-        return
-    if not text.strip():
-        yield DeadLetter.of("read", path, "document has no text (empty or whitespace only)")
-        return
-    yield Document(id=path, text=text, metadata={"path": path}, source=path)
-
-
-def _read_jsonl(path: str, config: SourceConfig) -> Iterator[Document | DeadLetter]:
-    line_no = 0
-    try:
-        with fsspec.open(path, "rb", compression="infer") as f:
-            for line_no, raw in enumerate(f, start=1):
-                if line_no == 1:
-                    raw = raw.removeprefix(b"\xef\xbb\xbf")
-                if raw.strip():
-                    yield _parse_jsonl_line(raw, path, line_no, config)
-    except (OSError, EOFError, ValueError) as e:
-        yield DeadLetter.of(
-            "read", f"{path}:{line_no + 1}", f"cannot read file past line {line_no}: {e}"
-        )
-
-
-def _parse_jsonl_line(
-    raw: bytes, path: str, line_no: int, config: SourceConfig
-) -> Document | DeadLetter:
-    where = f"{path}:{line_no}"
-    try:
-        record = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        return DeadLetter.of("read", where, f"invalid UTF-8 at byte {e.start} of the line", raw)
-    except json.JSONDecodeError as e:
-        return DeadLetter.of("read", where, f"malformed JSON: {e.msg} at column {e.colno}", raw)
-    if not isinstance(record, dict):
-        return DeadLetter.of(
-            "read", where, f"expected a JSON object, got {type(record).__name__}", raw
-        )
-    text = record.get(config.text_field)
-    if not isinstance(text, str) or not text.strip():
-        found = (
-            "missing"
-            if text is None
-            else f"a {type(text).__name__}"
-            if not isinstance(text, str)
-            else "empty"
-        )
-        return DeadLetter.of(
-            "read",
-            where,
-            f"text field {config.text_field!r} is {found}; it must be non-empty text",
-            raw,
-        )
-    doc_id = _document_id(record, config.id_field, where)
-    if isinstance(doc_id, DeadLetter):
-        return doc_id
-    return Document(id=doc_id, text=text, metadata=_metadata(record, config), source=where)
-
-
-def _document_id(record: dict[str, Any], id_field: str | None, where: str) -> str | DeadLetter:
-    if not id_field or record.get(id_field) is None:
-        return where
-    value = record[id_field]
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
-        return DeadLetter.of(
-            "read", where, f"id field {id_field!r} must be a non-empty string or an integer", value
-        )
-    return str(value)
-
-
-def _metadata(record: dict[str, Any], config: SourceConfig) -> dict[str, Any]:
-    if config.metadata_fields is None:
-        skip = {config.text_field, config.id_field}
-        return {k: v for k, v in record.items() if k not in skip}
-    return {k: record[k] for k in config.metadata_fields if k in record}
+    keep = len(ordered) - 1 if policy is DuplicateIds.KEEP_LAST else 0
+    kept = ordered[keep]
+    yield kept
+    for i, document in enumerate(ordered):
+        if i != keep:
+            yield DeadLetter.of(
+                "dedupe",
+                document.source,
+                f"id {doc_id!r} is used again at {kept.source}, the copy kept by "
+                f"source.duplicate_ids: {policy.value}",
+                document.text,
+            )
 
 
 class ReadDocuments(beam.PTransform):
@@ -206,8 +315,11 @@ class ReadDocuments(beam.PTransform):
     Example::
 
         read = p | ReadDocuments(SourceConfig(patterns=("corpus/*.jsonl",)))
-        read.documents     # PCollection[Document]
+        read.documents     # PCollection[Document], one per id
         read.dead_letters  # PCollection[DeadLetter]
+
+    Args:
+      source: The settings, or just patterns (then everything else is default).
 
     Returns:
       The outputs ``documents`` and ``dead_letters`` (a ``DoOutputsTuple``).
@@ -215,17 +327,47 @@ class ReadDocuments(beam.PTransform):
 
     def __init__(self, source: SourceConfig | str | Sequence[str]) -> None:
         super().__init__()
-        self._config = source if isinstance(source, SourceConfig) else SourceConfig(patterns=source)  # type: ignore[arg-type]
+        self._config = (
+            source if isinstance(source, SourceConfig) else SourceConfig(patterns=source)  # type: ignore[arg-type]
+        )
 
     def expand(self, pbegin: pvalue.PBegin) -> pvalue.DoOutputsTuple:
-        return (
+        config = self._config
+        plan = (
             pbegin
-            | "Patterns" >> beam.Create(self._config.patterns)
-            | "MatchFiles" >> beam.ParDo(_MatchFilesFn(self._config.empty_match))
+            | "Patterns" >> beam.Create(config.patterns)
+            | "MatchFiles" >> beam.ParDo(_MatchFilesFn(config))
             | "UniqueFiles" >> beam.Distinct()
-            | "ReadFiles"
-            >> beam.ParDo(_ReadFileFn(self._config)).with_outputs(DEAD_LETTERS, main=DOCUMENTS)
+            | "PlanReads" >> beam.ParDo(_PlanReadsFn(config)).with_outputs(_TO_COUNT, main="tasks")
+        )
+        ranges = (
+            plan[_TO_COUNT]
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "CountLines" >> beam.ParDo(_CountRangeFn(config))
+            | "GroupRanges" >> beam.GroupByKey()
+            | "NumberRanges" >> beam.FlatMap(_numbered_tasks)
+        )
+        read = (
+            (plan.tasks, ranges)
+            | "AllTasks" >> beam.Flatten()
+            | "SpreadTasks" >> beam.Reshuffle()
+            | "ReadFiles" >> beam.ParDo(_ReadTaskFn(config)).with_outputs(DEAD_LETTERS, main=_KEYED)
+        )
+        return (
+            (read[_KEYED] | "GroupById" >> beam.GroupByKey(), read[DEAD_LETTERS])
+            | "WithDeadLetters" >> beam.Flatten()
+            | "ResolveDuplicates"
+            >> beam.ParDo(_ResolveDuplicatesFn(config.duplicate_ids)).with_outputs(
+                DEAD_LETTERS, main=DOCUMENTS
+            )
         )
 
     def display_data(self) -> dict[str, Any]:
-        return {"patterns": ", ".join(self._config.patterns), "format": self._config.format.value}
+        config = self._config
+        return {
+            "patterns": ", ".join(config.patterns),
+            "format": config.format.value,
+            "duplicate_ids": config.duplicate_ids.value,
+            "split_bytes": config.split_bytes,
+            "max_record_bytes": config.max_record_bytes,
+        }
