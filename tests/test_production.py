@@ -8,6 +8,7 @@ import logging
 import pickle
 import threading
 import time
+from collections.abc import Callable
 
 import fsspec
 import pytest
@@ -165,6 +166,23 @@ def test_the_report_is_written_to_a_url(
     assert stored["write"]["batches_written"] >= 1 and stored["write"]["bytes_written"] > 6 * 64
 
 
+def fail_second_upsert(monkeypatch: pytest.MonkeyPatch, error: Exception) -> Callable:
+    """Makes the second upsert of the process raise ``error``, once: the first
+    batch is written by then. Returns the real ``upsert``. The DirectRunner
+    runs the workers in this process, so the patch reaches them."""
+    upsert = MilvusClient.upsert
+    calls = {"n": 0}
+
+    def failing_upsert(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise error
+        return upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusClient, "upsert", failing_upsert)
+    return upsert
+
+
 @pytest.mark.parametrize("milvus_kind", ["milvus_server"], indirect=True)
 def test_a_transient_failure_after_part_of_a_bundle_is_retried(
     tmp_path, tiny_model, milvus_uri, collection_name, monkeypatch, capsys
@@ -173,16 +191,7 @@ def test_a_transient_failure_after_part_of_a_bundle_is_retried(
     config = write_config(
         tmp_path, tiny_model, milvus_uri, collection_name, corpus, batch_rows=100, token_env=None
     )
-    upsert = MilvusClient.upsert
-    calls = {"n": 0}
-
-    def flaky_upsert(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the first batch of the bundle is written already
-            raise MilvusUnavailableException(message="injected: server unavailable")
-        return upsert(self, *args, **kwargs)
-
-    monkeypatch.setattr(MilvusClient, "upsert", flaky_upsert)
+    fail_second_upsert(monkeypatch, MilvusUnavailableException(message="injected: unavailable"))
     ingest.run(["--config", config])
     report = last_report(capsys.readouterr().out)
     assert report["write"]["write_retries_unavailable"] == 1
@@ -197,16 +206,7 @@ def test_a_crash_after_part_of_a_bundle_then_a_rerun_leaves_exact_rows(
     config = write_config(
         tmp_path, tiny_model, milvus_uri, collection_name, corpus, batch_rows=100, token_env=None
     )
-    upsert = MilvusClient.upsert
-    calls = {"n": 0}
-
-    def crashing_upsert(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("injected: worker died after writing part of the bundle")
-        return upsert(self, *args, **kwargs)
-
-    monkeypatch.setattr(MilvusClient, "upsert", crashing_upsert)
+    upsert = fail_second_upsert(monkeypatch, RuntimeError("injected: worker died mid-bundle"))
     with pytest.raises(Exception, match="injected: worker died"):
         ingest.run(["--config", config])
     target = MilvusTarget.server(milvus_uri, collection_name, token_env=None)

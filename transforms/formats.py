@@ -42,7 +42,7 @@ from typing import Any
 from transforms.config import DecodeErrors, SourceConfig, SourceFormat
 from transforms.files import open_binary, strip_compression
 from transforms.jsonarray import iter_elements
-from transforms.splitting import BLOCK_BYTES, Frame, iter_frames
+from transforms.splitting import Frame, iter_frames, read_bounded
 from transforms.types import DeadLetter, Document
 
 __all__ = [
@@ -333,19 +333,9 @@ def _invalid_utf8(e: UnicodeDecodeError, what: str) -> str:
 def _read_text(task: ReadTask, config: SourceConfig, progress: _Progress) -> Iterator[Read]:
     path = task.path
     limit = config.max_record_bytes
-    parts: list[bytes] = []
-    size = 0
     with _open(path, config) as f:
-        while True:
-            block = f.read(BLOCK_BYTES)
-            if not block:
-                break
-            size += len(block)
-            if size <= limit:
-                parts.append(block)
-            elif parts:
-                parts = []
-    if size > limit:
+        data, size = read_bounded(f, limit)
+    if data is None:
         yield DeadLetter.of(
             _STAGE,
             path,
@@ -353,7 +343,6 @@ def _read_text(task: ReadTask, config: SourceConfig, progress: _Progress) -> Ite
             "or split the file",
         )
         return
-    data = b"".join(parts)
     bom = len(_BOM) if data.startswith(_BOM) else 0
     decoded = _decode(data[bom:], config)
     if isinstance(decoded, UnicodeDecodeError):

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import IO
 
-from transforms.splitting import BLOCK_BYTES
+from transforms.splitting import BLOCK_BYTES, read_bounded
 
 __all__ = ["Element", "iter_elements"]
 
@@ -185,14 +185,5 @@ def iter_elements(f: IO[bytes], max_record_bytes: int) -> Iterator[Element]:
 
 def _single_value(head: bytes, f: IO[bytes], max_record_bytes: int) -> Iterator[Element]:
     """A JSON file that is not an array: one record when it is one object."""
-    parts, size = [head], len(head)
-    while True:
-        block = f.read(BLOCK_BYTES)
-        if not block:
-            break
-        size += len(block)
-        if size <= max_record_bytes:
-            parts.append(block)
-        else:
-            parts = []
-    yield Element(0, b"".join(parts) if size <= max_record_bytes else None, size)
+    data, size = read_bounded(f, max_record_bytes, head)
+    yield Element(0, data, size)

@@ -157,6 +157,50 @@ class _Pieces:
         return piece
 
 
+def read_bounded(f: IO[bytes], max_bytes: int, head: bytes = b"") -> tuple[bytes | None, int]:
+    """Reads the rest of a stream, after ``head`` that was read already.
+
+    Returns the bytes, or ``None`` when there are more than ``max_bytes``, and
+    the size. Memory stays within ``max_bytes`` plus one block either way.
+    """
+    parts, size = [head], len(head)
+    while block := f.read(BLOCK_BYTES):
+        size += len(block)
+        if size <= max_bytes:
+            parts.append(block)
+        elif parts:
+            parts = []
+    return (b"".join(parts) if size <= max_bytes else None), size
+
+
+def _read_record(
+    pieces: _Pieces, quote: bytes | None, parity: bool, keep_bytes: int
+) -> tuple[int, int, bool, list[bytes]]:
+    """Reads the pieces of one record: lines until the quotes pair up.
+
+    Returns the record's size, its newlines, the quote parity after it, and
+    its pieces if it is at most ``keep_bytes`` long (else none are kept).
+    """
+    kept: list[bytes] = []
+    size = newlines = 0
+    while True:
+        piece = pieces.next()
+        if not piece:
+            break
+        size += len(piece)
+        if size <= keep_bytes:
+            kept.append(piece)
+        elif kept:
+            kept = []
+        if quote is not None and piece.count(quote) % 2:
+            parity = not parity
+        if piece.endswith(_NEWLINE):
+            newlines += 1
+            if not parity:
+                break
+    return size, newlines, parity, kept
+
+
 def iter_frames(
     f: IO[bytes],
     *,
@@ -200,38 +244,17 @@ def iter_frames(
     pieces = _Pieces(f, block_bytes)
     if not at_boundary:
         # Skip the rest of the record that started in an earlier range.
-        while True:
-            piece = pieces.next()
-            if not piece:
-                return
-            pos += len(piece)
-            if quote is not None and piece.count(quote) % 2:
-                parity = not parity
-            if piece.endswith(_NEWLINE):
-                lines += 1
-                if not parity:
-                    break
-    while end is None or pos < end:
-        offset, line = pos, lines + 1
-        kept: list[bytes] = []
-        size = 0
-        while True:
-            piece = pieces.next()
-            if not piece:
-                break
-            pos += len(piece)
-            size += len(piece)
-            if size <= max_record_bytes:
-                kept.append(piece)
-            elif kept:
-                kept = []
-            if quote is not None and piece.count(quote) % 2:
-                parity = not parity
-            if piece.endswith(_NEWLINE):
-                lines += 1
-                if not parity:
-                    break
+        size, newlines, parity, _ = _read_record(pieces, quote, parity, keep_bytes=0)
         if not size:
             return
+        pos += size
+        lines += newlines
+    while end is None or pos < end:
+        offset, line = pos, lines + 1
+        size, newlines, parity, kept = _read_record(pieces, quote, parity, max_record_bytes)
+        if not size:
+            return
+        pos += size
+        lines += newlines
         data = b"".join(kept) if size <= max_record_bytes else None
         yield Frame(offset, line, data, size, next_line=lines + 1, open_quote=parity)
