@@ -9,8 +9,26 @@ CONFIG ?= configs/local.yaml
 RUNNER_FLAGS ?=
 PYTEST_ARGS ?= -q
 
+# The runner targets: INPUT and MODEL override the config's source and model; a Milvus server
+# comes from MILVUS_URI (its token from MILVUS_TOKEN, never a flag). See README, "Runner cookbook".
+INPUT ?=
+MODEL ?=
+MILVUS_URI ?=
+INGEST_FLAGS = $(if $(INPUT),--input='$(INPUT)') $(if $(MODEL),--model='$(MODEL)') \
+	$(if $(MILVUS_URI),--milvus_uri='$(MILVUS_URI)')
+WORKERS ?= 2
+JOB_ENDPOINT ?= localhost:8099
+WORKER_POOL ?= localhost:50000
+FLINK_MASTER ?= [local]
+FLINK_JOB_SERVER_JAR ?=
+# Dataflow: project, region and bucket from the environment.
+GCP_PROJECT ?=
+GCP_REGION ?=
+GCS_BUCKET ?=
+
 .DEFAULT_GOAL := help
-.PHONY: help install install-test install-dev demo ingest search test lint format clean
+.PHONY: help install install-test install-dev install-gcp demo ingest search test lint format \
+	clean run-multiprocess run-portable run-flink run-dataflow
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,6 +45,7 @@ $(VENV)/.installed-%: setup.py | $(BIN)/python
 install: $(VENV)/.installed-base ## Install the project into $(VENV)
 install-test: $(VENV)/.installed-test ## Install the project and what the tests need
 install-dev: $(VENV)/.installed-dev ## Install the project, the tests and the linters
+install-gcp: $(VENV)/.installed-gcp ## Install the project and what launching on Dataflow needs
 
 demo: install ## Ingest Python's docs into Milvus Lite (work/) and answer sample questions
 	$(BIN)/python -m pipelines.demo --config $(CONFIG) $(RUNNER_FLAGS)
@@ -36,6 +55,28 @@ ingest: install ## Run the ingestion pipeline with $(CONFIG)
 
 search: install ## Run the search pipeline with $(CONFIG) (its sample queries)
 	$(BIN)/python -m pipelines.search --config $(CONFIG) $(RUNNER_FLAGS)
+
+run-multiprocess: install ## Ingest with $(CONFIG) in $(WORKERS) local worker processes
+	$(BIN)/python -m pipelines.ingest --config $(CONFIG) --direct_num_workers=$(WORKERS) \
+		--direct_running_mode=multi_processing $(INGEST_FLAGS) $(RUNNER_FLAGS)
+
+run-portable: install ## Ingest with $(CONFIG) via a job service at $(JOB_ENDPOINT), workers at $(WORKER_POOL)
+	$(BIN)/python -m pipelines.ingest --config $(CONFIG) --runner=PortableRunner \
+		--job_endpoint=$(JOB_ENDPOINT) --environment_type=EXTERNAL \
+		--environment_config=$(WORKER_POOL) $(INGEST_FLAGS) $(RUNNER_FLAGS)
+
+run-flink: install ## Ingest with configs/flink.yaml on Flink at $(FLINK_MASTER) ([local]: embedded)
+	$(BIN)/python -m pipelines.ingest --config configs/flink.yaml --flink_master='$(FLINK_MASTER)' \
+		$(if $(FLINK_JOB_SERVER_JAR),--flink_job_server_jar=$(FLINK_JOB_SERVER_JAR)) \
+		$(INGEST_FLAGS) $(RUNNER_FLAGS)
+
+run-dataflow: install-gcp ## Ingest with configs/dataflow.yaml on Dataflow (GCP_PROJECT, GCP_REGION, GCS_BUCKET, MILVUS_URI)
+	@test -n "$(GCP_PROJECT)" && test -n "$(GCP_REGION)" && test -n "$(GCS_BUCKET)" \
+		&& test -n "$(MILVUS_URI)" || { echo "set GCP_PROJECT, GCP_REGION, GCS_BUCKET and MILVUS_URI" >&2; exit 2; }
+	$(BIN)/python -m pipelines.ingest --config configs/dataflow.yaml \
+		--project=$(GCP_PROJECT) --region=$(GCP_REGION) \
+		--temp_location=gs://$(GCS_BUCKET)/tmp --staging_location=gs://$(GCS_BUCKET)/staging \
+		--dead_letter_path=gs://$(GCS_BUCKET)/dead_letters/dl $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
 test: install-test ## Run the tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -31,6 +31,10 @@ TEST_REQUIRES = [
     "s3fs>=2024.6",
     "aiohttp>=3.9",
     "zstandard>=0.22",
+    # The runner tests: DataflowRunner and gcsfs against a local GCS emulator.
+    "apache-beam[gcp]>=2.60,<3",
+    "gcsfs>=2024.6",
+    "gcp-storage-emulator>=2024.8",
 ]
 
 EXTRAS_REQUIRE = {
@@ -40,6 +44,8 @@ EXTRAS_REQUIRE = {
     "azure": ["adlfs>=2024.4"],
     "http": ["aiohttp>=3.9"],
     "zstd": ["zstandard>=0.22"],
+    # Launching on Dataflow: the DataflowRunner, and gs:// paths on the launcher.
+    "gcp": ["apache-beam[gcp]>=2.60,<3", "gcsfs>=2024.6"],
     "test": TEST_REQUIRES,
     "dev": [*TEST_REQUIRES, "ruff>=0.8,<1", "mypy>=1.13,<2", "types-PyYAML"],
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,8 +29,13 @@ from typing import Any
 import apache_beam as beam
 import fsspec
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.runners.runner import PipelineResult, PipelineState
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
+from apache_beam.runners.portability import portable_runner
+from apache_beam.runners.runner import PipelineResult
 
 from pipelines.cli import run_main
 from pipelines.lite_server import needs_server, serve_lite
@@ -127,11 +133,30 @@ def counts(result: PipelineResult) -> dict[str, int]:
 
 
 def _wait_with_progress(result: PipelineResult, interval_s: float) -> None:
-    """Waits for the run, printing progress where the runner reports it while running."""
+    """Waits for the run, printing progress where the runner reports it while running.
+
+    One thread calls ``wait_until_finish()`` once and this one prints: the
+    PortableRunner (and so the FlinkRunner) allows a single wait, as each call
+    reads the job's state stream anew, and a second one fails with "Internal
+    gRPC call error 8". Its results print no progress (see below).
+    """
     started = time.monotonic()
-    while not PipelineState.is_terminal(result.state):
-        result.wait_until_finish(duration=int(interval_s * 1000))
-        if PipelineState.is_terminal(result.state):
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            result.wait_until_finish()
+        except BaseException as e:  # re-raised in the caller's thread below
+            failure.append(e)
+
+    waiter = threading.Thread(target=wait, name="wait_until_finish", daemon=True)
+    waiter.start()
+    # A portable result keeps the first metrics it fetches: asking while the
+    # job runs would freeze the final counts at that moment.
+    live = not isinstance(result, portable_runner.PipelineResult)
+    while True:
+        waiter.join(interval_s if interval_s > 0 and live else None)
+        if not waiter.is_alive():
             break
         try:
             now = counts(result)
@@ -145,7 +170,8 @@ def _wait_with_progress(result: PipelineResult, interval_s: float) -> None:
             f"{now[metrics.DEAD_LETTERED]} dead-lettered, {elapsed:.0f}s",
             flush=True,
         )
-    result.wait_until_finish()
+    if failure:
+        raise failure[0]
 
 
 @contextlib.contextmanager
@@ -197,6 +223,22 @@ def run(
         pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
         build_pipeline(pipeline, settings, target)
         result = pipeline.run()
+        template = options.view_as(GoogleCloudOptions).template_location
+        if template:
+            # The runner wrote a job template (Dataflow's --template_location):
+            # nothing ran, so there is nothing to wait for, count or flush.
+            _write_report(
+                {
+                    "template_location": template,
+                    "collection": target.collection,
+                    "uri": settings.target.uri,
+                    "created": state.created,
+                    "runner": str(options.view_as(StandardOptions).runner),
+                    "model": embedder.fingerprint(),
+                },
+                flags.report_path,
+            )
+            return result
         _wait_with_progress(result, flags.progress_interval_s)
         found = counters(result)
         report: dict[str, Any] = {name: found.get(name, 0) for name in _REPORTED}
@@ -215,6 +257,7 @@ def run(
     report["documents_per_s"] = round(report[metrics.DOCUMENTS_READ] / report["seconds"], 1)
     report["runner"] = str(options.view_as(StandardOptions).runner or "DirectRunner")
     report["model"] = embedder.fingerprint()
+    report["model_loads"] = found.get(metrics.MODEL_LOADS, 0)  # worker processes that loaded it
     report["dead_letters_by_stage"] = {
         name.removeprefix("dead_letters_"): n
         for name, n in sorted(found.items())

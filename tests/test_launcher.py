@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
@@ -19,46 +21,52 @@ class _Counter:
 
 
 class _Metrics:
-    def __init__(self, result: _RunningResult) -> None:
-        self._result = result
+    def __init__(self, n: int) -> None:
+        self._n = n
 
     def query(self, _filter):
-        n = self._result.polls * 100
-        return {"counters": [_Counter("documents_read", n), _Counter("written", 3 * n)]}
+        return {"counters": [_Counter("documents_read", self._n), _Counter("written", 3 * self._n)]}
 
 
 class _RunningResult(PipelineResult):
-    """A result that reports RUNNING for a few polls, as a remote runner does."""
+    """A run that lasts ``seconds`` and reports growing counts while it runs,
+    as a remote runner does."""
 
-    def __init__(self, polls_until_done: int) -> None:
+    def __init__(self, seconds: float) -> None:
         super().__init__(PipelineState.RUNNING)
-        self.polls = 0
-        self._polls_until_done = polls_until_done
-
-    @property
-    def state(self) -> str:
-        return PipelineState.DONE if self.polls >= self._polls_until_done else PipelineState.RUNNING
+        self._seconds = seconds
+        self.queries = 0
 
     def wait_until_finish(self, duration=None):
-        if duration is not None:
-            self.polls += 1
-        return self.state
+        time.sleep(self._seconds)
+        self._state = PipelineState.DONE
+        return self._state
 
     def metrics(self) -> _Metrics:
-        return _Metrics(self)
+        self.queries += 1
+        return _Metrics(100 * self.queries)
 
 
 def test_progress_lines_while_the_runner_reports_running(capsys) -> None:
-    ingest._wait_with_progress(_RunningResult(polls_until_done=3), interval_s=0.001)
+    ingest._wait_with_progress(_RunningResult(seconds=0.5), interval_s=0.1)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("progress:")]
-    assert len(lines) == 2
+    assert len(lines) >= 2
     assert lines[0].startswith("progress: 100 documents read, 300 rows written")
     assert lines[1].startswith("progress: 200 documents read, 600 rows written")
 
 
-def test_a_finished_run_prints_no_progress(capsys) -> None:
-    ingest._wait_with_progress(_RunningResult(polls_until_done=0), interval_s=0.001)
+def test_a_short_run_prints_no_progress(capsys) -> None:
+    ingest._wait_with_progress(_RunningResult(seconds=0.0), interval_s=5)
     assert "progress:" not in capsys.readouterr().out
+
+
+def test_a_failed_run_raises_in_the_launcher() -> None:
+    class _Failing(_RunningResult):
+        def wait_until_finish(self, duration=None):
+            raise RuntimeError("the job failed")
+
+    with pytest.raises(RuntimeError, match="the job failed"):
+        ingest._wait_with_progress(_Failing(seconds=0), interval_s=0.1)
 
 
 @pytest.mark.parametrize(

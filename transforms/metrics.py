@@ -16,6 +16,7 @@ __all__ = [
     "DEAD_LETTERED",
     "DOCUMENTS_READ",
     "DUPLICATE_IDS",
+    "MODEL_LOADS",
     "NAMESPACE",
     "ROWS_UPSERTED",
     "SPLIT_RANGES",
@@ -41,6 +42,8 @@ ROWS_UPSERTED = "rows_upserted"
 BYTES_WRITTEN = "bytes_written"
 WRITE_RETRIES = "write_retries"
 WRITE_LATENCY_MS = "write_latency_ms"
+MODEL_LOADS = "model_loads"
+"""Model loads, summed over worker processes: one per process that embedded."""
 
 
 def counter(name: str) -> Metrics.DelegatingCounter:
