@@ -123,3 +123,11 @@ def test_query_encoder_has_the_pymilvus_api_and_loads_lazily(tiny_model) -> None
         "self",
         "documents",
     ]
+
+
+def test_fingerprint_hashes_the_float32_table_whatever_the_stored_dtype(demo_model) -> None:
+    import hashlib
+
+    stored = StaticModel.from_pretrained(demo_model, force_download=False).embedding
+    expected = hashlib.sha256(np.asarray(stored, np.float32).tobytes()).hexdigest()[:16]
+    assert StaticEmbedder.load(demo_model).fingerprint()["vectors_sha256"] == expected

@@ -1,6 +1,10 @@
-"""WriteToMilvus's DoFn driven by hand with a fake client: batching, retries, dead letters."""
+"""WriteToMilvus's DoFn driven by hand with a fake client: batching, retries, dead letters,
+ChunkBatch elements and the write in flight."""
 
 from __future__ import annotations
+
+import dataclasses
+import threading
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
 from transforms import Chunk, MilvusTarget, WriteConfig
 from transforms import sink as sink_module
+from transforms.batch import ChunkBatch
 from transforms.client import DATA, FATAL, TRANSIENT, error_kind
 from transforms.rows import build_row
 
@@ -181,3 +186,75 @@ def test_build_row_sizes_the_row() -> None:
     row, size = build_row(chunk(0, text="abc"), DIM, WriteConfig())
     assert row["vector"].dtype == np.float32 and row["text"] == "abc"
     assert size >= 4 * DIM + 3
+
+
+# ---- ChunkBatch elements (EmbedChunks(..., output=EmbedOutput.BATCHES)) ----
+
+
+def batch_of(first: int, n: int, *, dim: int = DIM, text: str = "text") -> ChunkBatch:
+    chunks = [chunk(i, text=text, dim=dim) for i in range(first, first + n)]
+    return ChunkBatch.of(
+        [dataclasses.replace(c, embedding=None) for c in chunks],
+        np.stack([np.asarray(c.embedding) for c in chunks]),
+    )
+
+
+def test_batches_are_written_by_rows_across_element_boundaries(make_fn) -> None:
+    client = FakeClient()
+    fn = make_fn(client, max_batch_rows=4)
+    written, dead = run_bundle(fn, [batch_of(0, 3), chunk(3), batch_of(4, 3)])
+    assert client.batches == [["c0", "c1", "c2", "c3"], ["c4", "c5", "c6"]]
+    assert sorted(written) == [f"c{i}" for i in range(7)] and dead == []
+
+
+def test_bad_chunks_of_a_batch_are_dead_lettered_one_by_one(make_fn) -> None:
+    client = FakeClient(bad_ids={"c2"})
+    fn = make_fn(client, max_batch_rows=100, text_max_length=10)
+    good = batch_of(0, 3)
+    vectors = np.array(good.embeddings)
+    vectors[1, 0] = np.nan
+    texts = ["ok", "ok", "ok"]
+    chunks = [dataclasses.replace(c, text=t) for c, t in zip(good.chunks, texts, strict=True)]
+    chunks.append(Chunk("c3", "d", 3, "é" * 6, 0, 6))
+    mixed = ChunkBatch.of(chunks, np.vstack([vectors, np.ones((1, DIM), np.float32)]))
+    written, dead = run_bundle(fn, [mixed, batch_of(4, 2, dim=DIM + 1)])
+    assert written == ["c0"]
+    reasons = {d.source: d.reason for d in dead}
+    assert "NaN" in reasons["c1"]
+    assert "invalid row" in reasons["c2"]  # refused by the server, isolated
+    assert "12 bytes" in reasons["c3"]
+    assert "shape (5,)" in reasons["c4"] and "shape (5,)" in reasons["c5"]
+    assert len(written) + len(dead) == 6  # every chunk is written or dead-lettered
+
+
+def test_the_next_rows_are_buffered_while_a_write_is_in_flight(make_fn) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    class SlowClient(FakeClient):
+        def upsert(self, collection, rows, timeout=None):
+            started.set()
+            assert release.wait(10)
+            return super().upsert(collection, rows, timeout)
+
+    client = SlowClient()
+    fn = make_fn(client, max_batch_rows=2)
+    first = list(
+        fn.process(batch_of(0, 2), Timestamp(1), WINDOW)
+    )  # fills the buffer: a write starts
+    assert first == [] and started.wait(10)
+    more = list(fn.process(chunk(2), Timestamp(1), WINDOW))  # goes on while the write waits
+    assert more == [] and client.batches == []
+    release.set()
+    written, _ = run_bundle(fn, [chunk(3)])  # waits for the first write, then writes the rest
+    assert client.batches == [["c0", "c1"], ["c2", "c3"]]
+    assert sorted(written) == ["c0", "c1", "c2", "c3"]
+
+
+def test_a_write_that_fails_for_good_fails_the_bundle_when_awaited(make_fn) -> None:
+    client = FakeClient(failures=[MilvusException(code=100, message="collection not found")])
+    fn = make_fn(client, max_batch_rows=2)
+    assert list(fn.process(batch_of(0, 2), Timestamp(1), WINDOW)) == []
+    with pytest.raises(MilvusException, match="collection not found"):
+        run_bundle(fn, [])
+    fn.teardown()

@@ -15,7 +15,6 @@ change to the shared tokenizer's state on each call.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -29,11 +28,16 @@ from typing import Any
 import numpy as np
 from apache_beam.utils import shared
 
+from transforms import metrics
+from transforms.pooling import drop_token, flatten_ids, mean_pool
+from transforms.tokenizing import ExactTokenizer, TokenizedText
+
 __all__ = [
     "ModelLoadError",
     "QueryEncoder",
     "StaticEmbedder",
     "acquire_embedder",
+    "count_model_loads",
     "resolve_model_source",
 ]
 
@@ -110,6 +114,119 @@ def _stage_remote_folder(url: str, cache_dir: str) -> str:
     return target
 
 
+class _WindowTokenizer:
+    """The window tokenizer: chunking's, remembering the windows it counted.
+
+    Chunking tokenizes a document (for its offsets), then counts the tokens
+    of each window it considers by encoding the window's text (see
+    ``transforms.chunking``). Two things make that cheaper, and both give
+    exactly what the tokenizer gives:
+
+    * A window cut between words of the document it was cut from is answered
+      from the document's own tokens (see
+      :class:`~transforms.tokenizing.TokenizedText`), without tokenizing it.
+    * Each window's ids (``int32``, about 1 KB) are remembered in a bounded
+      first-in-first-out table, and :meth:`StaticEmbedder.embed` takes a
+      text's ids from there instead of tokenizing it again: embedding a chunk
+      right after chunking tokenizes nothing. A text not found (another
+      process chunked it, or it was pushed out) is tokenized as usual.
+
+    Everything else is the ``tokenizers.Tokenizer`` it wraps.
+    """
+
+    def __init__(
+        self, tokenizer: ExactTokenizer, *, max_tokens: int | None, max_chars: int | None
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._max_tokens = max_tokens
+        self._max_chars = max_chars
+        self._remembered: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._last = threading.local()  # the last document each thread tokenized
+
+    def encode(
+        self,
+        sequence: Any,
+        pair: Any = None,
+        is_pretokenized: bool = False,
+        add_special_tokens: bool = True,
+    ) -> Any:
+        if (
+            pair is not None
+            or is_pretokenized
+            or add_special_tokens
+            or not isinstance(sequence, str)
+        ):
+            return self._tokenizer.encode(sequence, pair, is_pretokenized, add_special_tokens)
+        document: TokenizedText | None = getattr(self._last, "document", None)
+        if document is not None and len(sequence) <= len(document.text):
+            ids = document.stretch_ids(sequence)
+            if ids is not None:
+                self._remember(sequence, ids)
+                return _Window(sequence, ids, self._tokenizer)
+        encoding, tokenized = self._tokenizer.tokenize_text(sequence)
+        if tokenized is not None:
+            self._last.document = tokenized
+        if self._fits(sequence, len(encoding)):
+            ids = tokenized.ids if tokenized is not None else np.array(encoding.ids, np.int32)
+            self._remember(sequence, ids)
+        return encoding
+
+    def _fits(self, text: str, tokens: int) -> bool:
+        """Whether the model reads the whole text, so that its ids are the model's too."""
+        return (self._max_chars is None or len(text) <= self._max_chars) and (
+            self._max_tokens is None or tokens <= self._max_tokens
+        )
+
+    def _remember(self, text: str, ids: np.ndarray) -> None:
+        if not self._fits(text, len(ids)):
+            return
+        with self._lock:
+            self._remembered[text] = ids
+            if len(self._remembered) > _REMEMBERED_TEXTS:
+                del self._remembered[next(iter(self._remembered))]
+
+    def recall(self, text: str) -> np.ndarray | None:
+        """The ids of ``text`` if it was encoded lately."""
+        with self._lock:
+            return self._remembered.get(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+
+class _Window:
+    """What encoding a window gives when its ids came from its document:
+    ``ids`` at once; anything else (offsets, tokens) by tokenizing it."""
+
+    __slots__ = ("_encoding", "_ids", "_text", "_tokenizer")
+
+    def __init__(self, text: str, ids: np.ndarray, tokenizer: ExactTokenizer) -> None:
+        self._text = text
+        self._ids = ids
+        self._tokenizer = tokenizer
+        self._encoding: Any = None
+
+    @property
+    def ids(self) -> list[int]:
+        ids: list[int] = self._ids.tolist()
+        return ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getattr__(self, name: str) -> Any:
+        if self._encoding is None:
+            self._encoding = self._tokenizer.encode(self._text, add_special_tokens=False)
+        return getattr(self._encoding, name)
+
+
+# Texts remembered per process: more than the texts chunked between a chunk's
+# cut and its embedding (RunInference batches of up to a few hundred chunks,
+# a few counts per chunk), at about 1 KB each.
+_REMEMBERED_TEXTS = 8192
+
+
 class StaticEmbedder:
     """A loaded Model2Vec model, ready to embed batches and cut windows.
 
@@ -122,11 +239,16 @@ class StaticEmbedder:
 
         self.source = source
         self._model = model
-        # Stored dtypes (int8, float16) are widened once, so that pooling is
-        # one float32 pass and its output matches StaticModel.encode.
-        self._table = np.ascontiguousarray(model.embedding, dtype=np.float32)
+        # The table stays in its stored dtype (int8 rows are a quarter of the
+        # memory to gather); pooling sums in float32, as encode does.
+        self._table = np.ascontiguousarray(model.embedding)
+        if self._table.dtype not in (np.int8, np.float16, np.float32):
+            self._table = self._table.astype(np.float32)
         self._weights = None if model.weights is None else np.asarray(model.weights, np.float32)
-        self._mapping = model.token_mapping
+        self._mapping = (
+            None if model.token_mapping is None else np.asarray(model.token_mapping, np.int64)
+        )
+        self._unk_id: int | None = model.unk_token_id
         self._max_chars = (
             None if model.max_length is None else model.max_length * model.median_token_length
         )
@@ -134,9 +256,15 @@ class StaticEmbedder:
         self.max_length: int | None = model.max_length
         # Chunking counts every token, so it gets its own tokenizer without
         # truncation; the model's own one keeps the truncation encode uses.
-        self.window_tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
-        self.window_tokenizer.no_truncation()
-        self.window_tokenizer.no_padding()
+        window_tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
+        window_tokenizer.no_truncation()
+        window_tokenizer.no_padding()
+        self.window_tokenizer = _WindowTokenizer(
+            ExactTokenizer(window_tokenizer), max_tokens=self.max_length, max_chars=self._max_chars
+        )
+        # The model's own tokenizer, with the truncation encode uses; its
+        # settings are copied once and never changed.
+        self._tokenizer = ExactTokenizer(model.tokenizer)
         self.tokenizer_fingerprint = hashlib.sha256(
             model.tokenizer.to_str().encode("utf-8")
         ).hexdigest()[:16]
@@ -174,7 +302,10 @@ class StaticEmbedder:
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the vectors this model makes, for the collection."""
-        digest = hashlib.sha256(self._table.tobytes())
+        # The hash of the float32 table, a block of rows at a time.
+        digest = hashlib.sha256()
+        for start in range(0, len(self._table), 4096):
+            digest.update(np.ascontiguousarray(self._table[start : start + 4096], np.float32).data)
         if self._weights is not None:
             digest.update(self._weights.tobytes())
         return {
@@ -189,31 +320,56 @@ class StaticEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeds texts as ``StaticModel.encode`` would, as a float32 array.
 
+        Cost: tokenizing is most of it. Texts that :attr:`window_tokenizer`
+        encoded lately (the windows chunking just cut) are not tokenized
+        again; the others are tokenized in one call (see
+        :mod:`transforms.tokenizing`), which the tokenizer spreads over the
+        machine's cores. Pooling is one gather and one sum per text (see
+        :mod:`transforms.pooling`); no thread pool of our own.
+
         Args:
           texts: The texts; empty ones get a zero vector.
 
         Returns:
           An array of shape ``(len(texts), dim)``.
         """
-        if self._max_chars is not None:
-            limit = self._max_chars
-            texts = [t[:limit] for t in texts]
-        token_ids = self._model.tokenize(texts)
-        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
-        out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
-        has_tokens = lengths > 0
-        if has_tokens.any():
-            flat = np.fromiter(
-                itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum())
+        token_ids = self._token_ids(texts)
+        flat, lengths = flatten_ids(token_ids)
+        if self._unk_id is not None:
+            # model2vec drops the unknown token (it matters for word-level vocabularies).
+            flat, lengths = drop_token(flat, lengths, self._unk_id)
+        return mean_pool(
+            flat,
+            lengths,
+            self._table,
+            weights=self._weights,
+            mapping=self._mapping,
+            normalize=self.normalize,
+        )
+
+    def _token_ids(self, texts: Sequence[str]) -> list[np.ndarray | list[int]]:
+        """Each text's ids as the model's tokenizer gives them (truncated as encode does)."""
+        limit = self._max_chars
+        if limit is not None:
+            texts = [t if len(t) <= limit else t[:limit] for t in texts]
+        recall = self.window_tokenizer.recall
+        token_ids: list[np.ndarray | list[int]] = []
+        missing: list[int] = []
+        for i, text in enumerate(texts):
+            ids = recall(text)
+            if ids is None:
+                missing.append(i)
+                token_ids.append([])
+            else:
+                token_ids.append(ids)
+        if missing:
+            # Truncated at max_length, as encode does.
+            encodings = self._tokenizer.encode_batch_fast(
+                [texts[i] for i in missing], add_special_tokens=False
             )
-            rows = self._table[flat if self._mapping is None else self._mapping[flat]]
-            if self._weights is not None:
-                rows *= self._weights[flat, None]
-            starts = (np.cumsum(lengths) - lengths)[has_tokens]
-            out[has_tokens] = np.add.reduceat(rows, starts, axis=0) / lengths[has_tokens, None]
-        if self.normalize:
-            out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-32
-        return out
+            for i, encoding in zip(missing, encodings, strict=True):
+                token_ids[i] = encoding.ids
+        return token_ids
 
 
 # One model per source per process, shared by threads and by steps. A Shared
@@ -225,11 +381,42 @@ _HANDLES_LOCK = threading.Lock()
 def acquire_embedder(source: str) -> StaticEmbedder:
     """Returns this process's model for ``source``, loading it on first use.
 
-    The model lives as long as some caller (a DoFn, say) holds it.
+    The model lives as long as some caller (a DoFn, say) holds it. A load in
+    a worker adds one to the ``model_loads`` counter.
     """
     with _HANDLES_LOCK:
         handle = _HANDLES.setdefault(source, shared.Shared())
-    return handle.acquire(lambda: StaticEmbedder.load(source))
+    return handle.acquire(lambda: _load_counted(source))
+
+
+# Loads not yet added to the model_loads counter. A worker loads the model in
+# a DoFn's setup(), where Beam counts no metric; the first batch embedded in
+# the process adds them (see count_model_loads). The launcher's own load (to
+# check the model before the run) is counted by no pipeline.
+_uncounted_loads = 0
+_uncounted_lock = threading.Lock()
+
+
+def _load_counted(source: str) -> StaticEmbedder:
+    global _uncounted_loads
+    embedder = StaticEmbedder.load(source)
+    with _uncounted_lock:
+        _uncounted_loads += 1
+    return embedder
+
+
+def count_model_loads() -> None:
+    """Adds this process's model loads to the ``model_loads`` counter, once.
+
+    Call it where Beam counts metrics (while processing a bundle).
+    """
+    global _uncounted_loads
+    if not _uncounted_loads:
+        return
+    with _uncounted_lock:
+        loads, _uncounted_loads = _uncounted_loads, 0
+    if loads:
+        metrics.counter(metrics.MODEL_LOADS).inc(loads)
 
 
 class QueryEncoder:

@@ -1,11 +1,21 @@
 """WriteToMilvus: upserts embedded chunks, and dead-letters what it cannot write.
 
-Cost model: one client per worker (made in ``setup``), rows buffered per
+Cost model: one client per worker (made in ``setup``); rows buffered per
 bundle and sent as one upsert when the buffer reaches ``max_batch_rows`` rows
 or ``max_batch_bytes`` estimated bytes (vector, text and metadata sizes), or
-the bundle ends. Upserts with deterministic ids make bundle retries and
-re-runs idempotent. A chunk id is emitted on the main output only after the
-batch that holds it was written.
+the bundle ends. Elements are single embedded chunks or whole
+:class:`~transforms.batch.ChunkBatch` es (``EmbedChunks(...,
+output=EmbedOutput.BATCHES)``), whose vectors are checked in one numpy call.
+Each upsert runs on one writer thread of the DoFn while the bundle goes on
+(the next rows are read, chunked and embedded meanwhile); at most one upsert
+is in flight, so the buffer and the request in flight bound the memory, and
+the bundle ends only when every upsert has returned. Upserts with
+deterministic ids make bundle retries and re-runs idempotent. A chunk id is
+emitted on the main output only after the batch that holds it was written.
+
+Where the time goes: pymilvus turns each row dict into its request in Python
+(tens of microseconds a row, most of it checking the text); the server's
+answer takes about as long again, which the writer thread overlaps.
 
 Failures by class: a server that is unavailable, times out or limits the rate
 is retried with exponential backoff and jitter, bounded in attempts and time,
@@ -19,6 +29,9 @@ dead-lettered before any request.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import dataclasses
 import logging
 import random
 import time
@@ -30,11 +43,12 @@ from apache_beam import pvalue
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import metrics
+from transforms.batch import ChunkBatch
 from transforms.client import DATA, TRANSIENT, connect, error_kind
 from transforms.collection import prepare_collection
 from transforms.config import MilvusTarget, WriteConfig
 from transforms.model import acquire_embedder
-from transforms.rows import Row, RowError, build_row
+from transforms.rows import Row, RowError, build_row, build_rows
 from transforms.types import Chunk, DeadLetter
 
 __all__ = ["DEAD_LETTERS", "WRITTEN", "WriteToMilvus"]
@@ -61,6 +75,24 @@ class _Pending:
         self.elements = elements
 
 
+@dataclasses.dataclass
+class _WriteOutcome:
+    """What one write did, reported by the writer thread to the bundle's thread
+    (Beam metrics are only counted on the bundle's thread)."""
+
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Row id to the server's reason, for the rows it refused."""
+    retries: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    batches: int = 0
+    rows: int = 0
+    bytes: int = 0
+    latencies_ms: list[int] = dataclasses.field(default_factory=list)
+
+
+_InFlight = tuple[list[_Pending], "concurrent.futures.Future[_WriteOutcome]"]
+"""The rows handed to the writer thread, and the write's outcome to come."""
+
+
 def _retry_reason(error: BaseException) -> str:
     message = str(getattr(error, "message", error)).lower()
     if "rate" in message or "limit" in message:
@@ -76,6 +108,8 @@ class _WriteToMilvusFn(beam.DoFn):
         self._config = config
         self._dim = dim
         self._client: Any = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._in_flight: _InFlight | None = None
         self._buffer: dict[str, _Pending] = {}
         self._buffer_bytes = 0
         self._written = metrics.counter(metrics.WRITTEN)
@@ -87,42 +121,66 @@ class _WriteToMilvusFn(beam.DoFn):
 
     def setup(self) -> None:
         self._client = connect(self._target)
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="milvus-upsert"
+        )
 
     def start_bundle(self) -> None:
         self._buffer = {}
         self._buffer_bytes = 0
+        self._in_flight = None
 
     def process(
         self,
-        chunk: Chunk,
+        element: Chunk | ChunkBatch,
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
     ) -> Iterator[WindowedValue | pvalue.TaggedOutput]:
-        try:
-            row, size = build_row(chunk, self._dim, self._config)
-        except RowError as e:
-            self._dead_letter_count(e.kind, 1)
-            yield pvalue.TaggedOutput(
-                DEAD_LETTERS, DeadLetter.of("write", chunk.id, str(e), chunk.text)
-            )
-            return
-        elements = [(timestamp, (window,))]
-        replaced = self._buffer.pop(chunk.id, None)
-        if replaced is not None:
-            self._buffer_bytes -= replaced.size
-            elements = replaced.elements + elements
-        self._buffer[chunk.id] = _Pending(row, size, elements)
-        self._buffer_bytes += size
-        if (
-            len(self._buffer) >= self._config.max_batch_rows
-            or self._buffer_bytes >= self._config.max_batch_bytes
-        ):
-            yield from self._flush()
+        windows = (window,)
+        if isinstance(element, ChunkBatch):
+            built = build_rows(element, self._dim, self._config)
+            chunks: tuple[Chunk, ...] = element.chunks
+        else:
+            try:
+                built = [build_row(element, self._dim, self._config)]
+            except RowError as e:
+                built = [e]
+            chunks = (element,)
+        for chunk, result in zip(chunks, built, strict=True):
+            if isinstance(result, RowError):
+                self._dead_letter_count(result.kind, 1)
+                yield pvalue.TaggedOutput(
+                    DEAD_LETTERS,
+                    WindowedValue(
+                        DeadLetter.of("write", chunk.id, str(result), chunk.text),
+                        timestamp,
+                        windows,
+                    ),
+                )
+                continue
+            row, size = result
+            elements = [(timestamp, windows)]
+            replaced = self._buffer.pop(chunk.id, None)
+            if replaced is not None:
+                self._buffer_bytes -= replaced.size
+                elements = replaced.elements + elements
+            self._buffer[chunk.id] = _Pending(row, size, elements)
+            self._buffer_bytes += size
+            if (
+                len(self._buffer) >= self._config.max_batch_rows
+                or self._buffer_bytes >= self._config.max_batch_bytes
+            ):
+                yield from self._flush()
 
     def finish_bundle(self) -> Iterator[Any]:
         yield from self._flush()
+        yield from self._await_in_flight()
 
     def teardown(self) -> None:
+        if self._writer is not None:
+            # After a failed bundle an upsert may still run: let it end first.
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -132,15 +190,38 @@ class _WriteToMilvusFn(beam.DoFn):
         metrics.counter(f"dead_letters_write_{kind}").inc(n)
 
     def _flush(self) -> Iterator[Any]:
+        """Hands the buffer to the writer thread, after the write before it returned."""
         pending = list(self._buffer.values())
         self._buffer = {}
         self._buffer_bytes = 0
         if not pending:
             return
-        failed = dict(self._write_isolating([p.row for p in pending]))
+        yield from self._await_in_flight()
+        if self._writer is None:  # setup() was not called: write on this thread
+            future: concurrent.futures.Future[_WriteOutcome] = concurrent.futures.Future()
+            future.set_result(self._write([p.row for p in pending]))
+        else:
+            future = self._writer.submit(self._write, [p.row for p in pending])
+        self._in_flight = (pending, future)
+
+    def _await_in_flight(self) -> Iterator[Any]:
+        """Waits for the write in flight; counts it and emits its ids and dead letters."""
+        if self._in_flight is None:
+            return
+        pending, future = self._in_flight
+        self._in_flight = None
+        outcome = future.result()  # a write that failed for good fails the bundle here
+        for retried, n in outcome.retries.items():
+            metrics.counter(f"{metrics.WRITE_RETRIES}_{retried}").inc(n)
+        for latency in outcome.latencies_ms:
+            self._latency_ms.update(latency)
+        self._batches.inc(outcome.batches)
+        self._rows_upserted.inc(outcome.rows)
+        self._bytes.inc(outcome.bytes)
+        refused = outcome.refused
         for p in pending:
             row_id = p.row["id"]
-            reason = failed.get(row_id)
+            reason = refused.get(row_id)
             if reason is None:
                 self._written.inc(len(p.elements))
             else:
@@ -154,10 +235,16 @@ class _WriteToMilvusFn(beam.DoFn):
                         DEAD_LETTERS, WindowedValue(letter, timestamp, windows)
                     )
 
-    def _write_isolating(self, rows: list[Row]) -> list[tuple[str, str]]:
+    def _write(self, rows: list[Row]) -> _WriteOutcome:
+        """Writes rows (on the writer thread); reports what happened."""
+        outcome = _WriteOutcome()
+        outcome.refused = dict(self._write_isolating(rows, outcome))
+        return outcome
+
+    def _write_isolating(self, rows: list[Row], outcome: _WriteOutcome) -> list[tuple[str, str]]:
         """Writes rows; returns ``(id, reason)`` of each row the server refused."""
         try:
-            self._upsert_with_retries(rows)
+            self._upsert_with_retries(rows, outcome)
             return []
         except Exception as e:
             if error_kind(e) != DATA:
@@ -165,9 +252,11 @@ class _WriteToMilvusFn(beam.DoFn):
             if len(rows) == 1:
                 return [(rows[0]["id"], f"Milvus refused the row: {getattr(e, 'message', e)}")]
             middle = len(rows) // 2
-            return self._write_isolating(rows[:middle]) + self._write_isolating(rows[middle:])
+            return self._write_isolating(rows[:middle], outcome) + self._write_isolating(
+                rows[middle:], outcome
+            )
 
-    def _upsert_with_retries(self, rows: list[Row]) -> None:
+    def _upsert_with_retries(self, rows: list[Row], outcome: _WriteOutcome) -> None:
         backoff = self._config.initial_backoff_s
         deadline = time.monotonic() + self._config.retry_deadline_s
         for attempt in range(1, self._config.max_attempts + 1):
@@ -185,7 +274,7 @@ class _WriteToMilvusFn(beam.DoFn):
                 ):
                     raise
                 reason = _retry_reason(e)
-                metrics.counter(f"{metrics.WRITE_RETRIES}_{reason}").inc()
+                outcome.retries[reason] += 1
                 _LOGGER.warning(
                     "Upsert of %d rows into %s failed (%s, attempt %d of %d), retry in %.1fs: %s",
                     len(rows), self._target.describe(), reason, attempt,
@@ -195,10 +284,10 @@ class _WriteToMilvusFn(beam.DoFn):
                 time.sleep(delay)
                 backoff *= 2
                 continue
-            self._latency_ms.update(int((time.monotonic() - started) * 1000))
-            self._batches.inc()
-            self._rows_upserted.inc(len(rows))
-            self._bytes.inc(sum(_row_bytes(r) for r in rows))
+            outcome.latencies_ms.append(int((time.monotonic() - started) * 1000))
+            outcome.batches += 1
+            outcome.rows += len(rows)
+            outcome.bytes += sum(_row_bytes(r) for r in rows)
             return
 
     def _reconnect(self) -> None:
@@ -242,6 +331,9 @@ class _FlushCollectionFn(beam.DoFn):
 class WriteToMilvus(beam.PTransform):
     """Upserts embedded chunks into a Milvus collection.
 
+    Takes single embedded ``Chunk`` s, :class:`~transforms.batch.ChunkBatch` es
+    (``EmbedChunks(model, output=EmbedOutput.BATCHES)``, the faster), or both.
+
     With ``manage_collection`` (the default), applying the transform (on the
     launcher, before the pipeline runs) prepares the collection as
     ``config.mode`` says — create it when missing, or check that it fits the
@@ -275,7 +367,7 @@ class WriteToMilvus(beam.PTransform):
         self._config = config
         self._manage_collection = manage_collection
 
-    def expand(self, chunks: beam.PCollection[Chunk]) -> pvalue.DoOutputsTuple:
+    def expand(self, chunks: beam.PCollection[Chunk | ChunkBatch]) -> pvalue.DoOutputsTuple:
         embedder = acquire_embedder(self._model)
         if self._manage_collection:
             prepare_collection(
