@@ -16,6 +16,8 @@ MODEL ?=
 MILVUS_URI ?=
 INGEST_FLAGS = $(if $(INPUT),--input='$(INPUT)') $(if $(MODEL),--model='$(MODEL)') \
 	$(if $(MILVUS_URI),--milvus_uri='$(MILVUS_URI)')
+# The benchmark's flags, e.g. BENCH_FLAGS="--docs 100000 --repeat 3 --targets server" (bench/run.py --help).
+BENCH_FLAGS ?=
 WORKERS ?= 2
 JOB_ENDPOINT ?= localhost:8099
 WORKER_POOL ?= localhost:50000
@@ -27,8 +29,8 @@ GCP_REGION ?=
 GCS_BUCKET ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test install-dev install-gcp demo ingest search test lint format \
-	clean run-multiprocess run-portable run-flink run-dataflow
+.PHONY: help install install-test install-dev install-gcp install-bench demo ingest search test lint \
+	format clean bench run-multiprocess run-portable run-flink run-dataflow
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +48,7 @@ install: $(VENV)/.installed-base ## Install the project into $(VENV)
 install-test: $(VENV)/.installed-test ## Install the project and what the tests need
 install-dev: $(VENV)/.installed-dev ## Install the project, the tests and the linters
 install-gcp: $(VENV)/.installed-gcp ## Install the project and what launching on Dataflow needs
+install-bench: $(VENV)/.installed-bench ## Install the project and the benchmark's peers and server
 
 demo: install ## Ingest Python's docs into Milvus Lite (work/) and answer sample questions
 	$(BIN)/python -m pipelines.demo --config $(CONFIG) $(RUNNER_FLAGS)
@@ -78,13 +81,16 @@ run-dataflow: install-gcp ## Ingest with configs/dataflow.yaml on Dataflow (GCP_
 		--temp_location=gs://$(GCS_BUCKET)/tmp --staging_location=gs://$(GCS_BUCKET)/staging \
 		--dead_letter_path=gs://$(GCS_BUCKET)/dead_letters/dl $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
+bench: install-bench ## Benchmark against the limits and the peers (~15 min; BENCH_FLAGS)
+	$(BIN)/python -m bench.run --json work/bench/report.json --markdown work/bench/report.md $(BENCH_FLAGS)
+
 test: install-test ## Run the tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy transforms pipelines tests
+	$(BIN)/mypy transforms pipelines tests bench
 
 format: install-dev ## Format the code with ruff
 	$(BIN)/ruff format .

@@ -46,6 +46,9 @@ EXTRAS_REQUIRE = {
     "zstd": ["zstandard>=0.22"],
     # Launching on Dataflow: the DataflowRunner, and gs:// paths on the launcher.
     "gcp": ["apache-beam[gcp]>=2.60,<3", "gcsfs>=2024.6"],
+    # make bench: the peers it measures (pymilvus-model's Model2VecEmbeddingFunction, which
+    # brings transformers, onnxruntime and scipy) and the Milvus 2.3.5 server it starts.
+    "bench": ["pymilvus[model]>=2.6,<4", "milvus==2.3.5; sys_platform != 'win32'"],
     "test": TEST_REQUIRES,
     "dev": [*TEST_REQUIRES, "ruff>=0.8,<1", "mypy>=1.13,<2", "types-PyYAML"],
 }

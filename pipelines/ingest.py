@@ -51,6 +51,7 @@ from transforms import (
     prepare_collection,
 )
 from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget
+from transforms.embed import EmbedOutput
 from transforms.model import acquire_embedder
 from transforms.types import DeadLetter
 
@@ -78,7 +79,9 @@ def build_pipeline(
     chunked = read.documents | "ChunkDocuments" >> ChunkDocuments(settings.model, settings.chunking)
     written = (
         chunked.chunks
-        | "EmbedChunks" >> EmbedChunks(settings.model)
+        # Batches stay batches from the model to the sink: one element per
+        # inference batch, the vectors as one array (see transforms.batch).
+        | "EmbedChunks" >> EmbedChunks(settings.model, output=EmbedOutput.BATCHES)
         | "WriteToMilvus"
         >> WriteToMilvus(
             target or settings.target,

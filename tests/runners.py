@@ -269,9 +269,9 @@ class GcsEmulator:
         }
 
     def client(self):
-        from google.cloud import storage
+        import google.cloud.storage
 
-        return storage.Client.create_anonymous_client()
+        return google.cloud.storage.Client.create_anonymous_client()
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ and find the rows nearest to queries::
 Every step that can meet bad input has a ``dead_letters`` output.
 """
 
+from transforms.batch import ChunkBatch
 from transforms.chunking import ChunkDocuments, token_windows
 from transforms.client import MilvusAuthError, MilvusConnectionError
 from transforms.collection import (
@@ -37,7 +38,7 @@ from transforms.config import (
     WriteConfig,
     WriteMode,
 )
-from transforms.embed import EmbedChunks, EncodeQueries, Model2VecModelHandler
+from transforms.embed import EmbedChunks, EmbedOutput, EncodeQueries, Model2VecModelHandler
 from transforms.model import ModelLoadError, QueryEncoder, StaticEmbedder
 from transforms.search import SearchMilvus
 from transforms.sink import WriteToMilvus
@@ -54,6 +55,7 @@ from transforms.types import (
 
 __all__ = [
     "Chunk",
+    "ChunkBatch",
     "ChunkDocuments",
     "ChunkingConfig",
     "CollectionMismatchError",
@@ -63,6 +65,7 @@ __all__ = [
     "Document",
     "DuplicateIds",
     "EmbedChunks",
+    "EmbedOutput",
     "EmptyMatchTreatment",
     "EncodeQueries",
     "EncodedQuery",
