@@ -168,6 +168,8 @@ def _ours_config(settings: Settings, corpus: str, uri: str, collection: str) -> 
             "patterns": [corpus],
             "format": "jsonl",
             "id_field": "id",
+            # The generated ids are unique, and no peer looks for duplicates.
+            "duplicate_ids": "assume_unique",
             "text_field": "text",
             "metadata_fields": ["title"],
         },

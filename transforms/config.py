@@ -80,9 +80,19 @@ class DecodeErrors(str, enum.Enum):
 class DuplicateIds(str, enum.Enum):
     """What to do when several records of one run have the same document id.
 
-    Copies are ordered by where they are: path, then line (or row, or element),
-    never by arrival, so the outcome is the same on every run and runner.
-    Copies that are not kept go to the dead letters (stage ``dedupe``).
+    ``keep_last``, ``keep_first`` and ``dead_letter`` group every document by id
+    (one shuffle, which holds the whole corpus at once on one machine with the
+    DirectRunner) and order the copies of an id by where they are: path, then
+    line (or row, or element), never by arrival, so the outcome is the same on
+    every run and runner. Copies that are not kept go to the dead letters
+    (stage ``dedupe``) and are counted by the ``duplicate_ids`` counter.
+
+    ``assume_unique`` skips that shuffle: documents stream from the files into
+    the rest of the pipeline. Use it when the id field is a key known to be
+    unique (a database export, a dump with a primary key).
+
+    With ``id_field: null`` every id is a place (``path``, ``path:line``,
+    ``path#index``), unique by construction, so no policy shuffles.
     """
 
     KEEP_LAST = "keep_last"
@@ -91,6 +101,16 @@ class DuplicateIds(str, enum.Enum):
     """Keep the copy that comes first in (path, position) order."""
     DEAD_LETTER = "dead_letter"
     """Keep none: an id used twice is ambiguous, and every copy is dead-lettered."""
+    ASSUME_UNIQUE = "assume_unique"
+    """Trust the ids to be unique: no shuffle, every document read is passed on.
+
+    A duplicate is then not detected: nothing is dead-lettered or counted
+    (``duplicate_ids`` stays 0) and every copy is chunked and written. Chunk
+    ids come from the document id, so in Milvus the copy written later upserts
+    over the other's rows (which one is later depends on arrival order, not on
+    the files), and chunks of the longer copy past the shorter one's last
+    chunk remain.
+    """
 
 
 class WriteMode(str, enum.Enum):
@@ -206,14 +226,20 @@ class SourceConfig:
         and ``exclude``) is an error.
       decode_errors: Bytes that are not UTF-8, and NUL characters: dead-letter
         the record, or replace them with U+FFFD; see :class:`DecodeErrors`.
-      duplicate_ids: Which copy of a document id seen twice in a run is kept;
-        see :class:`DuplicateIds`.
+      duplicate_ids: Which copy of a document id seen twice in a run is kept,
+        or ``assume_unique`` not to check (no shuffle); see :class:`DuplicateIds`.
+        Ids taken from places (``id_field`` null) are never checked: they are
+        unique.
       max_record_bytes: Largest record (line, CSV row, JSON element, text file)
         read; a larger one is skipped without being held in memory and
         dead-lettered. A number of bytes or a size such as ``16MiB``.
       split_bytes: Uncompressed JSONL/CSV/TSV and Parquet files larger than
         this are read as ranges of this size by many workers. Compressed files
-        cannot be split and are streamed by one worker each.
+        cannot be split and are streamed by one worker each. Ranges are fixed
+        when the run starts (no runner re-splits them), so smaller ones spread
+        a file over more workers and start feeding the embedder sooner; each
+        costs one more file open (and, for JSONL/CSV/TSV, one more task of
+        the counting pass).
       csv_delimiter: Field separator; ``None`` means ``,`` for CSV and a tab
         for TSV.
       csv_quote: Quote character of CSV/TSV, or ``None`` for files without
@@ -235,7 +261,7 @@ class SourceConfig:
     decode_errors: DecodeErrors = DecodeErrors.DEAD_LETTER
     duplicate_ids: DuplicateIds = DuplicateIds.KEEP_LAST
     max_record_bytes: int = 16 * _MIB
-    split_bytes: int = 64 * _MIB
+    split_bytes: int = 16 * _MIB
     csv_delimiter: str | None = None
     csv_quote: str | None = '"'
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)

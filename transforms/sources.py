@@ -14,8 +14,14 @@ What it costs:
   ``source.split_bytes`` is read as byte ranges by many workers; line-oriented
   ones are read twice for that, once to count lines (see
   :mod:`transforms.splitting`). A compressed file is read by one worker.
-* Documents are grouped by id (one shuffle) so that an id seen twice is
-  resolved the same way on every run: see ``source.duplicate_ids``.
+* With an ``id_field`` and the ``duplicate_ids`` policies ``keep_last``
+  (the default), ``keep_first`` and ``dead_letter``, documents are grouped by
+  id (one shuffle of the whole corpus) so that an id seen twice is resolved
+  the same way on every run. That shuffle holds every document before the
+  first one is chunked (on the DirectRunner, in one process). With
+  ``duplicate_ids: assume_unique``, or without an ``id_field`` (ids are
+  places, unique by construction), there is no shuffle: documents stream from
+  the readers into the next step.
 
 Nothing stops the run for one bad record: it goes to the ``dead_letters``
 output with its place (``path``, ``path:line`` or ``path#index``) and the
@@ -51,6 +57,7 @@ __all__ = [
     "DOCUMENTS",
     "NoMatchError",
     "ReadDocuments",
+    "groups_by_id",
     "match_files",
 ]
 
@@ -218,18 +225,36 @@ def _numbered_tasks(
         yield ReadTask(path, fmt, start, end, lines_before, in_quotes)
 
 
-class _ReadTaskFn(beam.DoFn):
-    """Reads a file or a range: documents keyed by id, and dead letters."""
+def groups_by_id(config: SourceConfig) -> bool:
+    """Whether ``ReadDocuments`` shuffles the documents by id to find duplicates.
 
-    def __init__(self, config: SourceConfig) -> None:
+    Not when ids are places (no ``id_field``): files are read once each and a
+    record once per file, so ``path``, ``path:line`` and ``path#index`` are
+    unique. Not when ``duplicate_ids`` is ``assume_unique``.
+    """
+    return config.id_field is not None and config.duplicate_ids is not DuplicateIds.ASSUME_UNIQUE
+
+
+def _one_file(path: str, sizes: Iterable[int | None]) -> tuple[str, int | None]:
+    """A file that one or more patterns listed, once: with its size, or with
+    ``None`` (read it whole, unsplit) when the listings do not agree on one."""
+    known = set(sizes) - {None}
+    return path, known.pop() if len(known) == 1 else None
+
+
+class _ReadTaskFn(beam.DoFn):
+    """Reads a file or a range: documents (keyed by id, to group them), and dead letters."""
+
+    def __init__(self, config: SourceConfig, *, keyed: bool) -> None:
         self._config = config
+        self._keyed = keyed
         self._documents_read = metrics.counter(metrics.DOCUMENTS_READ)
         self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
         self._split_ranges = metrics.counter(metrics.SPLIT_RANGES)
 
     def process(
         self, task: ReadTask
-    ) -> Iterator[tuple[str, tuple[str, int, Document]] | pvalue.TaggedOutput]:
+    ) -> Iterator[Document | tuple[str, tuple[str, int, Document]] | pvalue.TaggedOutput]:
         for read in read_task(task, self._config):
             if isinstance(read, DeadLetter):
                 self._dead_lettered.inc()
@@ -237,7 +262,10 @@ class _ReadTaskFn(beam.DoFn):
             else:
                 position, document = read
                 self._documents_read.inc()
-                yield document.id, (task.path, position, document)
+                if self._keyed:
+                    yield document.id, (task.path, position, document)
+                else:
+                    yield document
         if not task.whole:
             self._split_ranges.inc()
 
@@ -318,6 +346,9 @@ class ReadDocuments(beam.PTransform):
         read.documents     # PCollection[Document], one per id
         read.dead_letters  # PCollection[DeadLetter]
 
+    Documents are grouped by id (one shuffle) only when :func:`groups_by_id`
+    says so; otherwise each one is passed on as soon as it is read.
+
     Args:
       source: The settings, or just patterns (then everything else is default).
 
@@ -337,7 +368,8 @@ class ReadDocuments(beam.PTransform):
             pbegin
             | "Patterns" >> beam.Create(config.patterns)
             | "MatchFiles" >> beam.ParDo(_MatchFilesFn(config))
-            | "UniqueFiles" >> beam.Distinct()
+            | "GroupPaths" >> beam.GroupByKey()
+            | "UniqueFiles" >> beam.MapTuple(_one_file)
             | "PlanReads" >> beam.ParDo(_PlanReadsFn(config)).with_outputs(_TO_COUNT, main="tasks")
         )
         ranges = (
@@ -347,12 +379,18 @@ class ReadDocuments(beam.PTransform):
             | "GroupRanges" >> beam.GroupByKey()
             | "NumberRanges" >> beam.FlatMap(_numbered_tasks)
         )
+        keyed = groups_by_id(config)
         read = (
             (plan.tasks, ranges)
             | "AllTasks" >> beam.Flatten()
             | "SpreadTasks" >> beam.Reshuffle()
-            | "ReadFiles" >> beam.ParDo(_ReadTaskFn(config)).with_outputs(DEAD_LETTERS, main=_KEYED)
+            | "ReadFiles"
+            >> beam.ParDo(_ReadTaskFn(config, keyed=keyed)).with_outputs(
+                DEAD_LETTERS, main=_KEYED if keyed else DOCUMENTS
+            )
         )
+        if not keyed:
+            return read
         return (
             (read[_KEYED] | "GroupById" >> beam.GroupByKey(), read[DEAD_LETTERS])
             | "WithDeadLetters" >> beam.Flatten()
@@ -368,6 +406,7 @@ class ReadDocuments(beam.PTransform):
             "patterns": ", ".join(config.patterns),
             "format": config.format.value,
             "duplicate_ids": config.duplicate_ids.value,
+            "groups_by_id": groups_by_id(config),
             "split_bytes": config.split_bytes,
             "max_record_bytes": config.max_record_bytes,
         }
