@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.config import (
     ChunkingConfig,
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "minishlab/potion-base-8M"
+_BEAM_DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
 class MilvusOptions(PipelineOptions):
@@ -181,6 +183,10 @@ def beam_argv(argv: Sequence[str] | None) -> list[str]:
     """The Beam flags of a run: the YAML's ``pipeline:`` section, then argv.
 
     argv comes last, so that a flag on the command line wins over the file.
+
+    Raises:
+      ConfigError: the runner is one that would lose records of these
+        pipelines (Beam's own DaskRunner; see ``pipelines.dask_runner``).
     """
     argv = list(argv or [])
     config_path = PipelineOptions(argv).view_as(MilvusOptions).config
@@ -190,6 +196,14 @@ def beam_argv(argv: Sequence[str] | None) -> list[str]:
             flags.append(f"--{key}" if value else f"--no_{key}")
         else:
             flags.append(f"--{key}={value}")
+    runner = PipelineOptions(flags + argv).view_as(StandardOptions).runner
+    if isinstance(runner, str) and runner.strip() == _BEAM_DASK_RUNNER:
+        raise ConfigError(
+            f"--runner={runner} drops the dead-letter output and the last batch of every "
+            "bundle of these pipelines (Beam's DaskRunner keeps one output per step and none "
+            "from finish_bundle): use --runner=pipelines.dask_runner.DaskRunner, the same "
+            "runner with those fixed."
+        )
     return flags + argv
 
 
@@ -209,11 +223,21 @@ def _target(config: Mapping[str, Any], options: MilvusOptions) -> MilvusTarget:
     return _build(MilvusTarget, "milvus", milvus)
 
 
+def _anchored(path: str) -> str:
+    """A relative local path made absolute, so that it means the same on
+    workers that run from another folder (Dask, portable and Flink workers);
+    URLs and absolute paths are left as they are."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return os.path.abspath(path)
+
+
 def _model(config: Mapping[str, Any], options: MilvusOptions) -> str:
     model = options.model or config.get("model") or DEFAULT_MODEL
     if not isinstance(model, str):
         raise ConfigError(f"model={model!r}: give a Hugging Face id, a folder or a URL.")
-    return model
+    # A relative path that names no local folder is a Hugging Face id.
+    return _anchored(model) if os.path.exists(model) else model
 
 
 def ingest_settings(options: PipelineOptions) -> IngestSettings:
@@ -232,7 +256,7 @@ def ingest_settings(options: PipelineOptions) -> IngestSettings:
         raise ConfigError(
             "no input: pass --input PATH_OR_GLOB or set source.patterns in the config."
         )
-    source["patterns"] = as_patterns(source["patterns"])
+    source["patterns"] = [_anchored(p) for p in as_patterns(source["patterns"])]
     write = _section(config, "write")
     if "index" in write:
         write["index"] = _build(IndexConfig, "write.index", write["index"])
@@ -242,8 +266,10 @@ def ingest_settings(options: PipelineOptions) -> IngestSettings:
         chunking=_build(ChunkingConfig, "chunking", _section(config, "chunking")),
         target=_target(config, common),
         write=_build(WriteConfig, "write", write),
-        dead_letter_path=flags.dead_letter_path
-        or str(config.get("dead_letter_path") or "dead_letters/dead_letters"),
+        dead_letter_path=_anchored(
+            flags.dead_letter_path
+            or str(config.get("dead_letter_path") or "dead_letters/dead_letters")
+        ),
     )
 
 
@@ -280,5 +306,5 @@ def search_settings(options: PipelineOptions) -> SearchSettings:
         target=_target(config, common),
         top_k=top_k,
         filter_expression=flags.filter_expression or search.get("filter", ""),
-        output=flags.output or search.get("output", "search_results/results"),
+        output=_anchored(flags.output or search.get("output", "search_results/results")),
     )
