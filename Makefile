@@ -21,6 +21,7 @@ BENCH_FLAGS ?=
 WORKERS ?= 2
 JOB_ENDPOINT ?= localhost:8099
 WORKER_POOL ?= localhost:50000
+DASK_SCHEDULER ?= tcp://localhost:8786
 FLINK_MASTER ?= [local]
 FLINK_JOB_SERVER_JAR ?=
 # Dataflow: project, region and bucket from the environment.
@@ -29,8 +30,8 @@ GCP_REGION ?=
 GCS_BUCKET ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test install-dev install-gcp install-bench demo ingest search test lint \
-	format clean bench run-multiprocess run-portable run-flink run-dataflow
+.PHONY: help install install-test install-dev install-gcp install-bench install-dask demo ingest search test lint \
+	format clean bench run-multiprocess run-portable run-dask run-flink run-dataflow
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +50,7 @@ install-test: $(VENV)/.installed-test ## Install the project and what the tests 
 install-dev: $(VENV)/.installed-dev ## Install the project, the tests and the linters
 install-gcp: $(VENV)/.installed-gcp ## Install the project and what launching on Dataflow needs
 install-bench: $(VENV)/.installed-bench ## Install the project and the benchmark's peers and server
+install-dask: $(VENV)/.installed-dask ## Install the project and what running on Dask needs
 
 demo: install ## Ingest Python's docs into Milvus Lite (work/) and answer sample questions
 	$(BIN)/python -m pipelines.demo --config $(CONFIG) $(RUNNER_FLAGS)
@@ -67,6 +69,10 @@ run-portable: install ## Ingest with $(CONFIG) via a job service at $(JOB_ENDPOI
 	$(BIN)/python -m pipelines.ingest --config $(CONFIG) --runner=PortableRunner \
 		--job_endpoint=$(JOB_ENDPOINT) --environment_type=EXTERNAL \
 		--environment_config=$(WORKER_POOL) $(INGEST_FLAGS) $(RUNNER_FLAGS)
+
+run-dask: install-dask ## Ingest with $(CONFIG) on the Dask cluster at $(DASK_SCHEDULER)
+	$(BIN)/python -m pipelines.ingest --config $(CONFIG) --runner=pipelines.dask_runner.DaskRunner \
+		--dask_client_address=$(DASK_SCHEDULER) $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
 run-flink: install ## Ingest with configs/flink.yaml on Flink at $(FLINK_MASTER) ([local]: embedded)
 	$(BIN)/python -m pipelines.ingest --config configs/flink.yaml --flink_master='$(FLINK_MASTER)' \

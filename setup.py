@@ -35,6 +35,8 @@ TEST_REQUIRES = [
     "apache-beam[gcp]>=2.60,<3",
     "gcsfs>=2024.6",
     "gcp-storage-emulator>=2024.8",
+    # The Dask runner test: a local scheduler and workers.
+    "apache-beam[dask]>=2.60,<3",
 ]
 
 EXTRAS_REQUIRE = {
@@ -46,6 +48,8 @@ EXTRAS_REQUIRE = {
     "zstd": ["zstandard>=0.22"],
     # Launching on Dataflow: the DataflowRunner, and gs:// paths on the launcher.
     "gcp": ["apache-beam[gcp]>=2.60,<3", "gcsfs>=2024.6"],
+    # Running on a Dask cluster (pipelines.dask_runner), on the launcher and the workers.
+    "dask": ["apache-beam[dask]>=2.60,<3"],
     # make bench: the peers it measures (pymilvus-model's Model2VecEmbeddingFunction, which
     # brings transformers, onnxruntime and scipy) and the Milvus 2.3.5 server it starts.
     "bench": ["pymilvus[model]>=2.6,<4", "milvus==2.3.5; sys_platform != 'win32'"],

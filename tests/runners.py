@@ -7,6 +7,8 @@
 * :func:`portable_services`: Beam's Python job service and an EXTERNAL worker
   pool (``worker_pool_main``) started from such an environment, the set-up a
   portable runner submits to.
+* :func:`dask_cluster`: a ``dask scheduler`` and two ``dask worker``
+  processes started from such an environment (with Dask added).
 * :func:`gcs_emulator`: a local GCS (``gcp-storage-emulator``), so that
   DataflowRunner can stage a job and a model can come from ``gs://`` offline.
 * :data:`REPLAY_STAGED_PIPELINE`: a script, run inside the worker
@@ -246,6 +248,59 @@ def portable_services(
     finally:
         for proc in reversed(started):
             servers.stop(proc)
+
+
+def add_dask(venv: WorkerVenv) -> None:
+    """Installs the launcher's Dask into a worker environment: scheduler,
+    workers and client must unpickle each other's task graphs."""
+    import dask
+    import distributed
+
+    venv.pip_install(f"dask=={dask.__version__}", f"distributed=={distributed.__version__}")
+
+
+@contextlib.contextmanager
+def dask_cluster(
+    venv: WorkerVenv, folder: Path, env: Mapping[str, str], workers: int = 2
+) -> Iterator[str]:
+    """Starts a scheduler and ``workers`` single-threaded worker processes from
+    ``venv`` in an empty folder; yields the scheduler's address."""
+    workdir = folder / "cwd"
+    workdir.mkdir(parents=True, exist_ok=True)
+    started: list[subprocess.Popen] = []
+    try:
+        port = servers.free_port()
+        log = folder / "scheduler.log"
+        scheduler = start_process(
+            [str(venv.bin / "dask"), "scheduler", "--host=127.0.0.1", f"--port={port}",
+             "--no-dashboard"],
+            log=log, cwd=workdir, env=env,
+        )  # fmt: skip
+        started.append(scheduler)
+        _wait_for_port(port, scheduler, log, "the Dask scheduler", 60)
+        address = f"tcp://127.0.0.1:{port}"
+        for n in range(workers):
+            worker = start_process(
+                [str(venv.bin / "dask"), "worker", address, "--nthreads=1", "--no-dashboard",
+                 "--host=127.0.0.1", f"--name=worker-{n}"],
+                log=folder / f"worker-{n}.log", cwd=workdir, env=env,
+            )  # fmt: skip
+            started.append(worker)
+        _wait_for_workers(venv, address, workers, env)
+        yield address
+    finally:
+        for proc in reversed(started):
+            servers.stop(proc)
+
+
+def _wait_for_workers(venv: WorkerVenv, address: str, workers: int, env: Mapping[str, str]):
+    _run(
+        [str(venv.python), "-c",
+         "import sys, distributed; c = distributed.Client(sys.argv[1], timeout=60); "
+         "c.wait_for_workers(int(sys.argv[2]), timeout=60); c.close()",
+         address, str(workers)],
+        env=env,
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

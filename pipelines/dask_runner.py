@@ -1,0 +1,316 @@
+"""Beam's DaskRunner, with the translations that this framework's pipelines need.
+
+Use it with ``--runner=pipelines.dask_runner.DaskRunner`` and Beam's own Dask
+flags (``--dask_client_address=tcp://HOST:8786``, ``--dask_npartitions``...).
+
+Beam's ``apache_beam.runners.dask.dask_runner.DaskRunner`` (2.77) is a proof
+of concept that loses data silently on any pipeline of this shape:
+
+* the outputs of a multi-output ``ParDo`` all land in one bag, so every
+  consumer of ``results.dead_letters`` also sees the main output, and the other
+  way round;
+* what a ``DoFn`` emits in ``finish_bundle`` is dropped, which loses the last
+  batch of every ``BatchElements`` (so of every ``RunInference``) and every file
+  of ``WriteToText``;
+* only the last step applied is computed, so other leaves never run;
+* ``Reshuffle`` keeps one partition, so a read that fans out from one file
+  pattern runs on one worker;
+* ``PipelineResult.metrics()`` raises ``NotImplementedError``.
+
+This module keeps Beam's runner (options, ``Create``/``GroupByKey``/``Flatten``
+translations, result type) and replaces those parts: a ``ParDo`` partition
+yields ``(tag, value)`` pairs that each consumer filters by its own tag,
+``finish_bundle`` outputs are kept, every leaf is computed, ``Reshuffle``
+spreads the bag over the cluster's threads, and each bundle's metric updates
+are gathered into ``DirectMetrics``. Each Dask partition is one bundle: its
+outputs are held in the worker's memory until the next step takes them, so
+``--dask_npartitions`` bounds how much one task holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+import dask
+import dask.bag as db
+from apache_beam import pvalue
+from apache_beam.metrics.execution import MetricsContainer, MetricUpdates
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
+from apache_beam.runners.common import (
+    DoFnContext,
+    DoFnInvoker,
+    DoFnSignature,
+    Receiver,
+    _OutputHandler,
+)
+from apache_beam.runners.dask import dask_runner as beam_dask
+from apache_beam.runners.dask import overrides, transform_evaluator
+from apache_beam.runners.direct.direct_metrics import DirectMetrics
+from apache_beam.runners.runner import PipelineState
+from apache_beam.runners.worker import statesampler
+from apache_beam.transforms.sideinputs import SideInputMap
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils import counters
+from apache_beam.utils.windowed_value import WindowedValue
+
+__all__ = ["DaskRunner"]
+
+_LOGGER = logging.getLogger(__name__)
+
+# The tag of a bundle's metric updates among a ParDo partition's outputs; a
+# PCollection tag is a str or None, so it cannot collide.
+_METRICS = ("metrics",)
+
+
+@dataclasses.dataclass
+class _TaggedReceiver(Receiver):
+    """Collects one output tag's values as ``(tag, value)`` pairs."""
+
+    tag: str | None
+    outputs: list[tuple[Any, Any]]
+
+    def receive(self, windowed_value: WindowedValue) -> None:
+        self.outputs.append((self.tag, windowed_value.value))
+
+
+class _TaggedReceivers(dict[Any, _TaggedReceiver]):
+    """A receiver per output tag, made on first use, all into one list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: list[tuple[Any, Any]] = []
+
+    def __missing__(self, tag: str | None) -> _TaggedReceiver:
+        receiver = self[tag] = _TaggedReceiver(tag, self.outputs)
+        return receiver
+
+
+@dataclasses.dataclass(frozen=True)
+class _SideInputView:
+    """What a bundle needs, besides the values, to read one side input."""
+
+    view_class: Any
+    view_options: Any
+
+    def bind(self, values: list[Any]) -> SideInputMap:
+        windowed = [transform_evaluator.get_windowed_value(v, GlobalWindows()) for v in values]
+        return SideInputMap(self.view_class, self.view_options, windowed)
+
+
+def _concat(partitions: Iterable[Iterable[Any]]) -> list[Any]:
+    return [value for partition in partitions for value in partition]
+
+
+def _run_bundle(
+    elements: Iterable[Any],
+    transform: beam.ParDo,
+    label: str,
+    window_fn: Any,
+    views: Sequence[_SideInputView],
+    *side_values: list[Any],
+) -> list[tuple[Any, Any]]:
+    """Runs one Dask partition through ``transform``'s DoFn as one bundle.
+
+    Returns every output as ``(tag, value)``, the main output under ``None``,
+    ``finish_bundle``'s included, then the bundle's metric updates under
+    ``_METRICS``.
+    """
+    receivers = _TaggedReceivers()
+    args, kwargs = transform.raw_side_inputs
+    invoker = DoFnInvoker.create_invoker(
+        DoFnSignature(transform.fn),
+        _OutputHandler(
+            window_fn=window_fn,
+            main_receivers=receivers[None],
+            tagged_receivers=receivers,
+            per_element_output_counter=None,
+            output_batch_converter=None,
+            process_yields_batches=False,
+            process_batch_yields_elements=False,
+        ),
+        context=DoFnContext(label, state=None),
+        side_inputs=[view.bind(values) for view, values in zip(views, side_values, strict=True)]
+        or None,
+        input_args=list(args),
+        input_kwargs=kwargs,
+        user_state_context=None,
+        bundle_finalizer_param=beam.DoFn.BundleFinalizerParam(),
+    )
+    container = MetricsContainer(label)
+    sampler = statesampler.StateSampler(label, counters.CounterFactory())
+    statesampler.set_current_tracker(sampler)
+    try:
+        with sampler.scoped_state(label, "process", metrics_container=container):
+            invoker.invoke_setup()
+            invoker.invoke_start_bundle()
+            for element in elements:
+                invoker.invoke_process(transform_evaluator.get_windowed_value(element, window_fn))
+            invoker.invoke_finish_bundle()
+            invoker.invoke_teardown()
+    finally:
+        statesampler.set_current_tracker(None)
+    receivers.outputs.append((_METRICS, container.get_cumulative()))
+    return receivers.outputs
+
+
+def _has_tag(tag: Any) -> Any:
+    return lambda pair: pair[0] == tag
+
+
+def _value(pair: tuple[Any, Any]) -> Any:
+    return pair[1]
+
+
+def _drain(partition: Iterable[Any]) -> list[Any]:
+    """Consumes a leaf's partition and keeps nothing of it."""
+    for _ in partition:
+        pass
+    return []
+
+
+@dataclasses.dataclass
+class _BagVisitor(PipelineVisitor):
+    """Translates each applied transform into a Dask bag operation."""
+
+    bag_kwargs: dict[str, Any]
+    spread_partitions: int
+    bags: dict[AppliedPTransform, Any] = dataclasses.field(default_factory=dict)
+    pardos: set[AppliedPTransform] = dataclasses.field(default_factory=set)
+    consumed: set[AppliedPTransform] = dataclasses.field(default_factory=set)
+
+    def bag_of(self, pcoll: pvalue.PValue) -> Any:
+        """The bag of ``pcoll``: its producer's, narrowed to its tag for a ParDo."""
+        producer = pcoll.producer
+        assert producer is not None, "a PCollection's producer is set when it is applied"
+        self.consumed.add(producer)
+        bag = self.bags.get(producer)
+        if bag is None or producer not in self.pardos:
+            return bag
+        return bag.filter(_has_tag(pcoll.tag)).map(_value)
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        inputs = [self.bag_of(i) for i in node.inputs if not isinstance(i, pvalue.PBegin)]
+        transform = node.transform
+        if isinstance(transform, overrides._GroupAlsoByWindow):
+            # Windows are global here: the grouping above already made the groups.
+            self.bags[node] = inputs[0]
+        elif isinstance(transform, beam.ParDo):
+            self.pardos.add(node)
+            self.bags[node] = self._pardo(node, inputs[0])
+        elif isinstance(transform, beam.Impulse):
+            self.bags[node] = db.from_sequence([b""], npartitions=1)
+        elif isinstance(transform, overrides._Reshuffle):
+            self.bags[node] = inputs[0].repartition(
+                max(inputs[0].npartitions, self.spread_partitions)
+            )
+        elif isinstance(transform, overrides._GroupByKeyOnly):
+            self.bags[node] = inputs[0].groupby(_key, shuffle="tasks").map(_group_values)
+        elif isinstance(transform, overrides._Flatten):
+            self.bags[node] = db.concat(inputs)
+        elif isinstance(transform, overrides._Create):
+            op = transform_evaluator.Create(node, bag_kwargs=self.bag_kwargs)
+            self.bags[node] = op.apply(input_bag=None)
+        else:
+            raise NotImplementedError(
+                f"the Dask runner cannot run step {node.full_label!r} "
+                f"({type(transform).__name__}); file reads go through ReadDocuments"
+            )
+
+    def _pardo(self, node: AppliedPTransform, bag: Any) -> Any:
+        main_input = next(iter(node.main_inputs.values()))
+        window_fn = getattr(getattr(main_input, "windowing", None), "windowfn", None)
+        views = [_SideInputView(type(si), si._view_options()) for si in node.side_inputs]
+        # Each side input is computed once, as a whole, ahead of the bundles
+        # that read it (Beam's translation recomputes it inside each task).
+        values = [
+            dask.delayed(_concat)(self.bag_of(si.pvalue).to_delayed(optimize_graph=False))
+            for si in node.side_inputs
+        ]
+        return bag.map_partitions(
+            _run_bundle, node.transform, node.full_label, window_fn, views, *values
+        )
+
+    def leaves(self) -> list[Any]:
+        """What to compute so that every step runs: each unconsumed bag, drained."""
+        return [
+            bag.map_partitions(_drain)
+            for node, bag in self.bags.items()
+            if node not in self.consumed and bag is not None
+        ]
+
+    def metric_updates(self) -> list[Any]:
+        """One bag per ParDo with its bundles' metric updates."""
+        return [self.bags[node].filter(_has_tag(_METRICS)).map(_value) for node in self.pardos]
+
+
+def _key(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _group_values(group: tuple[Any, list[Any]]) -> tuple[Any, list[Any]]:
+    key, pairs = group
+    return key, [transform_evaluator.defenestrate(value) for _, value in pairs]
+
+
+@dataclasses.dataclass
+class DaskRunnerResult(beam_dask.DaskRunnerResult):
+    """Beam's Dask result, with the run's metrics once it has finished."""
+
+    metric_futures: Sequence[Any] = ()
+    _metrics: DirectMetrics = dataclasses.field(default_factory=DirectMetrics)
+
+    def wait_until_finish(self, duration: int | None = None) -> str:
+        try:
+            state = super().wait_until_finish(duration)
+            for future in self.metric_futures:
+                for updates in future.result():
+                    self._add(updates)
+        finally:
+            if self.state in (PipelineState.DONE, PipelineState.FAILED):
+                self.client.close()  # else it retries a stopped scheduler until exit
+        return state
+
+    def _add(self, updates: MetricUpdates) -> None:
+        self._metrics.commit_physical(None, updates)
+        self._metrics.commit_logical(None, updates)
+
+    def metrics(self) -> DirectMetrics:
+        return self._metrics
+
+
+class DaskRunner(beam_dask.DaskRunner):
+    """Executes a pipeline on a Dask cluster, keeping every output (see module doc)."""
+
+    def run_pipeline(self, pipeline: beam.Pipeline, options: PipelineOptions) -> DaskRunnerResult:
+        import dask.distributed as ddist
+
+        dask_options = options.view_as(beam_dask.DaskOptions).get_all_options(
+            drop_default=True, current_only=True
+        )
+        bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(dask_options)
+        client = ddist.Client(**dask_options)
+        threads = sum(client.nthreads().values()) or 1
+        pipeline.replace_all(overrides.dask_overrides())
+        visitor = _BagVisitor(
+            bag_kwargs, spread_partitions=bag_kwargs.get("npartitions") or 2 * threads
+        )
+        pipeline.visit(visitor)
+        leaves = visitor.leaves()
+        metric_updates = visitor.metric_updates()
+        _LOGGER.info(
+            "Dask: %d steps, %d leaves, %d threads on %s",
+            len(visitor.bags),
+            len(leaves),
+            threads,
+            dask_options.get("address") or "a local cluster",
+        )
+        # Unoptimised: fusing would run a ParDo once for each consumer.
+        futures = client.compute([*leaves, *metric_updates], optimize_graph=False)
+        return DaskRunnerResult(
+            client, futures[: len(leaves)], metric_futures=futures[len(leaves) :]
+        )

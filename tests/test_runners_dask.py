@@ -1,0 +1,105 @@
+"""Dask: ingestion on a local ``dask scheduler`` with two ``dask worker`` processes.
+
+The scheduler and the workers run from the worker environment (Beam, the
+project's sdist and the launcher's Dask, nothing else), in an empty folder,
+offline: they see only the pickled task graph, as on a real cluster. The runner
+is ``pipelines.dask_runner.DaskRunner``; Beam's own DaskRunner is refused,
+because it loses tagged and ``finish_bundle`` outputs (see that module).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import ingest
+from tests import runners
+from tests.test_production import last_report, make_corpus, write_config
+from transforms import MilvusTarget, ReadDocuments, metrics
+from transforms.collection import count_rows
+from transforms.config import ConfigError, SourceConfig
+
+
+@pytest.fixture(scope="module")
+def dask_address(tmp_path_factory: pytest.TempPathFactory):
+    worker_venv = runners.worker_venv_for(tmp_path_factory)
+    runners.add_dask(worker_venv)
+    folder = tmp_path_factory.mktemp("dask")
+    env = worker_venv.env(
+        HF_HOME=str(folder / "hf-home"), MILVUS_INGEST_MODEL_CACHE=str(folder / "models")
+    )
+    with runners.dask_cluster(worker_venv, folder, env, workers=2) as address:
+        yield address
+
+
+def _dask_flags(address: str) -> list[str]:
+    return ["--runner=pipelines.dask_runner.DaskRunner", f"--dask_client_address={address}"]
+
+
+def test_tagged_outputs_finish_bundle_outputs_side_inputs_and_metrics_survive(
+    tmp_path: Path, dask_address: str
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    lines = [json.dumps({"id": f"d{n}", "text": f"text {n}"}) for n in range(10)]
+    corpus.write_text("\n".join([*lines[:4], "{broken", *lines[4:], "[]"]) + "\n")
+    pipeline = beam.Pipeline(options=PipelineOptions(_dask_flags(dask_address)))
+    read = pipeline | ReadDocuments(SourceConfig(patterns=(str(corpus),), id_field="id"))
+    ids = (
+        read.documents
+        | beam.Map(operator.attrgetter("id"))
+        # Batches of 3 from 10 ids: the last one comes from finish_bundle.
+        | beam.BatchElements(min_batch_size=3, max_batch_size=3)
+        | beam.FlatMap(list)
+    )
+    assert_that(ids, equal_to([f"d{n}" for n in range(10)]), label="AllIds")
+    # Count.Globally reads a side input; the dead letters stay apart from the documents.
+    dead = read.dead_letters | beam.combiners.Count.Globally()
+    assert_that(dead, equal_to([2]), label="TwoDeadLetters")
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    query = result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
+    found = {c.key.metric.name: c.committed for c in query["counters"]}
+    assert found[metrics.DOCUMENTS_READ] == 10
+
+
+@pytest.mark.parametrize("milvus_kind", ["lite", "milvus_server"], indirect=True)
+def test_ingestion_on_a_dask_cluster_writes_exact_rows(
+    tmp_path, tiny_model, milvus_uri, collection_name, dask_address, capsys
+) -> None:
+    corpus = make_corpus(tmp_path / "corpus", documents=60, words_per_document=64)
+    with open(corpus, "a", encoding="utf-8") as f:
+        f.write('{"id": "broken", "text": \n')
+    config = write_config(tmp_path, tiny_model, milvus_uri, collection_name, corpus, token_env=None)
+    ingest.run(["--config", config, *_dask_flags(dask_address)])
+
+    report = last_report(capsys.readouterr().out)
+    assert report["runner"] == "pipelines.dask_runner.DaskRunner"
+    assert report["documents_read"] == 60
+    assert report["chunks"] == report["written"] == report["rows_after"] == 240
+    assert report["dead_lettered"] == 1
+    assert 1 <= report["model_loads"] <= 2  # at most once per worker process
+    (dead_letter_file,) = (tmp_path / "dead").glob("dl*.jsonl")
+    (letter,) = [json.loads(line) for line in dead_letter_file.read_text().splitlines()]
+    assert letter["stage"] == "read" and letter["source"] == f"{corpus}:61"
+    target = (
+        MilvusTarget.lite(milvus_uri, collection_name)
+        if milvus_uri.endswith(".db")
+        else MilvusTarget.server(milvus_uri, collection_name, token_env=None)
+    )
+    assert count_rows(target) == 240
+
+
+def test_beams_own_dask_runner_is_refused_naming_the_fixed_one(tmp_path, tiny_model) -> None:
+    corpus = make_corpus(tmp_path / "corpus", documents=2, words_per_document=16)
+    config = write_config(tmp_path, tiny_model, str(tmp_path / "m.db"), "c", corpus)
+    with pytest.raises(ConfigError, match=r"use --runner=pipelines\.dask_runner\.DaskRunner"):
+        ingest.run(["--config", config, "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"])
+    assert not (tmp_path / "m.db").exists()  # refused before anything was created
