@@ -14,6 +14,7 @@ from transforms import ChunkDocuments, ChunkingConfig, ConfigError, Document, St
 from transforms.chunking import (
     CLAUSE,
     HEADING,
+    INSIDE_CHARACTER,
     INSIDE_WORD,
     LINE,
     PARAGRAPH,
@@ -187,3 +188,88 @@ def test_windows_always_move_on_even_when_nothing_fits() -> None:
     offsets = [(0, 2), (3, 5), (6, 8), (9, 11)]
     spans = token_windows(offsets, 3, 1, text=text, count_tokens=lambda _: 100)
     assert spans == [(0, 2), (3, 5), (6, 8), (9, 11)]  # one token each, none dropped
+
+
+# The punctuation of the rules, as escapes for the linter (see transforms.chunking).
+_SENTENCE_ENDS = ".!?\u2026\u203c\u2047\u2048\u2049\u3002\uff01\uff1f\uff61\u061f\u06d4\u0964\u0965"
+_CLOSED_SENTENCE_ENDS = "\u3002\uff01\uff1f\uff61\u2026"
+_CLAUSE_ENDS = ",;:\u3001\uff0c\uff1b\uff1a\u060c\u061b"
+_CLOSED_CLAUSE_ENDS = "\u3001\uff0c\uff1b\uff1a"
+_CLOSERS = "\"')]}\u00bb\u201d\u2019\u300d\u300f\uff09\u3011"
+_CJK_RANGES = (
+    (0x3040, 0x30FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xAC00, 0xD7AF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x2FA1F),
+)
+
+
+def _one_boundary(text: str, before_end: int, after_start: int) -> int:
+    """The strength rules, one boundary at a time: what boundary_strengths
+    computes for all the boundaries of a text at once."""
+
+    def heading_at(start: int) -> bool:
+        end = start
+        while end < len(text) and text[end] == "#" and end - start < 7:
+            end += 1
+        return 0 < end - start <= 6 and (end == len(text) or text[end] in " \t\r\n")
+
+    def cjk(char: str) -> bool:
+        return bool(char) and any(low <= ord(char) <= high for low, high in _CJK_RANGES)
+
+    if after_start < before_end:
+        return INSIDE_CHARACTER
+    gap = text[before_end:after_start]
+    if "\n" in gap:
+        if heading_at(after_start):
+            return HEADING
+        line_start = text.rfind("\n", 0, before_end) + 1
+        line = text[line_start:before_end]
+        if heading_at(line_start + len(line) - len(line.lstrip(" \t"))):
+            return WORD
+        strength = PARAGRAPH if gap.count("\n") > 1 else LINE
+    elif gap:
+        strength = WORD
+    elif text[after_start : after_start + 1] in set(_SENTENCE_ENDS + _CLAUSE_ENDS + _CLOSERS):
+        return INSIDE_WORD
+    else:
+        strength = INSIDE_WORD
+    end = before_end + len(gap.rstrip())
+    last = end - 1
+    while last > 0 and text[last] in _CLOSERS and end - last < 3:
+        last -= 1
+    char = text[last] if 0 <= last < len(text) else ""
+    if char and char in _SENTENCE_ENDS and (gap or char in _CLOSED_SENTENCE_ENDS):
+        strength = max(strength, SENTENCE)
+    elif char and char in _CLAUSE_ENDS and (gap or char in _CLOSED_CLAUSE_ENDS):
+        strength = max(strength, CLAUSE)
+    if strength == INSIDE_WORD and (
+        cjk(text[before_end - 1 : before_end]) or cjk(text[after_start : after_start + 1])
+    ):
+        strength = WORD
+    return strength
+
+
+def test_boundary_strengths_follow_the_rules_at_every_boundary(tokenizer) -> None:
+    rnd = random.Random(11)
+    pieces = [
+        *(_SENTENCE_ENDS + _CLAUSE_ENDS + _CLOSERS + "ab #"),
+        *[" ", "  ", "\t", "\n", "\n\n", "\r\n", "\n  ", "\n# ", "## x", "#######", "\u3000"],
+        *["東京", "서울", "ひら", "\U00020000", "😀", "مرحبا", "naïve", "\u200b", "\x85", "\x00"],
+    ]
+    for _ in range(300):
+        text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 80)))
+        tokens = tokenizer.encode(text, add_special_tokens=False).offsets
+        arbitrary, at = [], 0  # gaps, overlaps and empty tokens, inside the text
+        for _ in range(rnd.randint(0, 40)):
+            start = min(len(text), max(0, at + rnd.randint(-2, 4)))
+            at = min(len(text), start + rnd.randint(0, 4))
+            arbitrary.append((start, at))
+        for offsets in (tokens, arbitrary):
+            expected = [
+                _one_boundary(text, offsets[i - 1][1], offsets[i][0]) if i else 0
+                for i in range(len(offsets))
+            ]
+            assert boundary_strengths(text, offsets) == expected, (text, offsets)

@@ -14,14 +14,23 @@ is a word.
 Chunk ids are deterministic (see :func:`transforms.types.chunk_id`): the same
 document, tokenizer and settings always give the same chunks, so a re-run
 rewrites the same rows.
+
+Cost: tokenizing each document once is most of it. A document of one window
+needs nothing else but counting it; a longer one has its boundaries ranked by
+a few dozen numpy operations over all of its tokens, then each window counts
+the tokens of the cuts it tries, strongest first (usually just one, answered
+from the document's own tokens; see :mod:`transforms.model`).
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 from apache_beam import pvalue
 
 from transforms import metrics
@@ -58,66 +67,144 @@ _CLOSERS = frozenset("\"')]}\u00bb\u201d\u2019\u300d\u300f\uff09\u3011")
 _ATTACHED = _SENTENCE_ENDS | _CLAUSE_ENDS | _CLOSERS
 
 
-def _is_cjk(char: str) -> bool:
-    """Whether the character is written without spaces between words."""
-    if not char:
-        return False
-    code = ord(char)
-    return (
-        0x3040 <= code <= 0x30FF  # kana
-        or 0x3400 <= code <= 0x4DBF  # CJK extension A
-        or 0x4E00 <= code <= 0x9FFF  # CJK unified ideographs
-        or 0xAC00 <= code <= 0xD7AF  # Hangul syllables
-        or 0xF900 <= code <= 0xFAFF  # CJK compatibility ideographs
-        or 0x20000 <= code <= 0x2FA1F  # CJK extensions B and later
-    )
+# Scripts written without spaces between words, where every character is a
+# word: kana, CJK extension A, CJK unified ideographs, Hangul syllables, CJK
+# compatibility ideographs, CJK extensions B and later.
+_CJK_RANGES = (
+    (0x3040, 0x30FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xAC00, 0xD7AF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x2FA1F),
+)
+
+# Character classes, one bit each, looked up by code point in _CLASSES.
+_SENTENCE_END = 1
+_CLOSED_SENTENCE_END = 2
+_CLAUSE_END = 4
+_CLOSED_CLAUSE_END = 8
+_CLOSER = 16
+_ATTACHED_CHAR = 32
+_SPACE = 64  # what str.strip strips
+_CJK = 128
+_NEWLINE = ord("\n")
+# A Markdown ATX heading (``# Title``) starting where it is matched.
+_HEADING = re.compile(r"#{1,6}(?:[ \t\r\n]|\Z)")
 
 
-def _is_heading_at(text: str, start: int) -> bool:
-    """Whether a Markdown ATX heading (``# Title``) starts at ``start``."""
-    end = start
-    while end < len(text) and text[end] == "#" and end - start < 7:
-        end += 1
-    return 0 < end - start <= 6 and (end == len(text) or text[end] in " \t\r\n")
-
-
-def _strength(text: str, before_end: int, after_start: int) -> int:
-    """How good a cut is between a token ending at ``before_end`` and the next
-    one, starting at ``after_start``."""
-    if after_start < before_end:
-        return INSIDE_CHARACTER
-    gap = text[before_end:after_start]
-    newlines = gap.count("\n")
-    if newlines:
-        if _is_heading_at(text, after_start):
-            return HEADING
-        line_start = text.rfind("\n", 0, before_end) + 1
-        line = text[line_start:before_end]
-        if _is_heading_at(text, line_start + len(line) - len(line.lstrip(" \t"))):
-            return WORD  # right after a heading: keep it with its section
-        strength = PARAGRAPH if newlines > 1 else LINE
-    elif gap:
-        strength = WORD
-    elif text[after_start : after_start + 1] in _ATTACHED:
-        return INSIDE_WORD  # never start a window with the punctuation that ends the last
-    else:
-        strength = INSIDE_WORD
-    # The last visible character before the cut: the end of the earlier token,
-    # or punctuation between the tokens that the tokenizer left out.
-    end = before_end + len(gap.rstrip())
-    last = end - 1
-    while last > 0 and text[last] in _CLOSERS and end - last < 3:
-        last -= 1
-    char = text[last] if 0 <= last < len(text) else ""
-    if char in _SENTENCE_ENDS and (gap or char in _CLOSED_SENTENCE_ENDS):
-        strength = max(strength, SENTENCE)
-    elif char in _CLAUSE_ENDS and (gap or char in _CLOSED_CLAUSE_ENDS):
-        strength = max(strength, CLAUSE)
-    if strength == INSIDE_WORD and (
-        _is_cjk(text[before_end - 1 : before_end]) or _is_cjk(text[after_start : after_start + 1])
+def _class_table() -> np.ndarray:
+    """The classes of every code point up to U+2FFFF; the last entry (no class)
+    stands for the code points above (index with ``min(code, len - 1)``)."""
+    table = np.zeros(0x30001, np.uint8)
+    for chars, bit in (
+        (_SENTENCE_ENDS, _SENTENCE_END),
+        (_CLOSED_SENTENCE_ENDS, _CLOSED_SENTENCE_END),
+        (_CLAUSE_ENDS, _CLAUSE_END),
+        (_CLOSED_CLAUSE_ENDS, _CLOSED_CLAUSE_END),
+        (_CLOSERS, _CLOSER),
+        (_ATTACHED, _ATTACHED_CHAR),
+        ({chr(c) for c in range(0x3001) if chr(c).isspace()}, _SPACE),  # none above U+3000
     ):
-        strength = WORD
-    return strength
+        table[[ord(c) for c in chars]] |= bit
+    for low, high in _CJK_RANGES:
+        table[low : high + 1] |= _CJK
+    return table
+
+
+def _punctuation_table() -> np.ndarray:
+    """``[spaced, classes]``: the strength a sentence or clause end gives the
+    cut after it, with and without a gap between the tokens (CJK ends need
+    none); INSIDE_CHARACTER, which changes nothing, for other characters."""
+    table = np.full((2, 256), INSIDE_CHARACTER, np.int8)
+    for spaced in (0, 1):
+        for classes in range(256):
+            if classes & _SENTENCE_END and (spaced or classes & _CLOSED_SENTENCE_END):
+                table[spaced, classes] = SENTENCE
+            elif classes & _CLAUSE_END and (spaced or classes & _CLOSED_CLAUSE_END):
+                table[spaced, classes] = CLAUSE
+    return table
+
+
+_CLASSES = _class_table()
+_PUNCTUATION = _punctuation_table()
+
+
+def _line_break(text: str, before_end: int, after_start: int, newlines: int) -> tuple[int, bool]:
+    """The strength of a cut at ``newlines`` line breaks between a token ending
+    at ``before_end`` and one starting at ``after_start``, and whether it is
+    final (no punctuation before the cut makes it stronger)."""
+    if _HEADING.match(text, after_start):
+        return HEADING, True
+    line_start = text.rfind("\n", 0, before_end) + 1
+    line = text[line_start:before_end]
+    if _HEADING.match(text, line_start + len(line) - len(line.lstrip(" \t"))):
+        return WORD, True  # right after a heading: keep it with its section
+    return (PARAGRAPH if newlines > 1 else LINE), False
+
+
+def _strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """:func:`boundary_strengths` as an ``int8`` array.
+
+    Cost: reading the offsets (about 60 ns a token), a few dozen array
+    operations over the tokens and the text, and a microsecond or two for each
+    line break or run of spaces between tokens, which are looked at one by one.
+    """
+    n = len(offsets)
+    strengths = np.zeros(n, np.int8)
+    if n < 2:
+        return strengths
+    bounds = np.fromiter(itertools.chain.from_iterable(offsets), np.int64, 2 * n).reshape(n, 2)
+    overlapping = bounds[1:, 0] < bounds[:-1, 1]  # the tokens share a character
+    if text is None:
+        strengths[1:] = np.where(overlapping, INSIDE_CHARACTER, WORD)
+        return strengths
+    size = len(text)
+    np.minimum(bounds, size, out=bounds)  # as slicing the text does
+    before, after = bounds[:-1, 1], bounds[1:, 0]
+    # Each character's classes, with no class at ``size`` (and so at -1).
+    codes = np.frombuffer((text + "\0").encode("utf-32-le", "surrogatepass"), np.uint32)
+    classes = _CLASSES[np.minimum(codes, len(_CLASSES) - 1)]
+    spaced = after > before
+    cut = strengths[1:]  # cut[i] is the cut before token i + 1
+    cut[:] = np.where(spaced, WORD, INSIDE_WORD)
+    # The end of the visible text before the cut: the end of the earlier token,
+    # or punctuation between the tokens that the tokenizer left out. Right here
+    # for gaps of up to one character; line breaks and runs of spaces are few,
+    # and looked at one by one.
+    end = before + (spaced & (classes[before] & _SPACE == 0))
+    wide = np.flatnonzero((after - before > 1) | (spaced & (codes[before] == _NEWLINE)))
+    ends: list[int] = []
+    breaks: list[tuple[int, int, bool]] = []  # (boundary, strength, final)
+    for i, before_end, after_start in zip(
+        wide.tolist(), before[wide].tolist(), after[wide].tolist(), strict=True
+    ):
+        gap = text[before_end:after_start]
+        ends.append(before_end + len(gap.rstrip()))
+        newlines = gap.count("\n")
+        if newlines:
+            breaks.append((i, *_line_break(text, before_end, after_start, newlines)))
+    end[wide] = ends
+    # The last visible character steps back over up to two closers, never
+    # past the first character of the text.
+    closer = classes & _CLOSER != 0
+    closer[0] = False
+    last = end - 1
+    for _ in range(2):
+        last -= closer[last]
+    punctuation = _PUNCTUATION[spaced.view(np.uint8), classes[last]]
+    if breaks:
+        at, strength, final = (np.array(column) for column in zip(*breaks, strict=True))
+        cut[at] = strength
+        punctuation[at[final]] = INSIDE_CHARACTER
+    np.maximum(cut, punctuation, out=cut)
+    next_char = classes[after]
+    cjk = (classes[before - 1] | next_char) & _CJK != 0
+    cut[(cut == INSIDE_WORD) & cjk] = WORD
+    # Never start a window with the punctuation that ends the last.
+    cut[~spaced & (next_char & _ATTACHED_CHAR != 0)] = INSIDE_WORD
+    cut[overlapping] = INSIDE_CHARACTER
+    return strengths
 
 
 def boundary_strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> list[int]:
@@ -132,13 +219,7 @@ def boundary_strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> 
       ``strengths[i]`` for the cut before token ``i``; ``strengths[0]`` is
       unused (0).
     """
-    strengths = [0] * len(offsets)
-    for i in range(1, len(offsets)):
-        before_end, after_start = offsets[i - 1][1], offsets[i][0]
-        if text is None:
-            strengths[i] = INSIDE_CHARACTER if after_start < before_end else WORD
-        else:
-            strengths[i] = _strength(text, before_end, after_start)
+    strengths: list[int] = _strengths(text, offsets).tolist()
     return strengths
 
 
@@ -175,7 +256,6 @@ def token_windows(
       first token and the last ends at the last token. Empty for no tokens.
     """
     n = len(offsets)
-    strengths = boundary_strengths(text, offsets)
 
     def fits(first: int, stop: int) -> bool:
         if stop - first == 1:
@@ -185,11 +265,14 @@ def token_windows(
         return count_tokens(text[offsets[first][0] : offsets[stop - 1][1]]) <= max_tokens
 
     windows: list[tuple[int, int]] = []
+    strengths: np.ndarray | None = None  # only texts longer than one window need them
     first = 0
     while first < n:
         if n - first <= max_tokens and fits(first, n):
             windows.append((first, n))
             break
+        if strengths is None:
+            strengths = _strengths(text, offsets)
         stop = _cut(strengths, first, n, max_tokens, overlap_tokens, fits)
         windows.append((first, stop))
         first = _next_start(strengths, first, stop, overlap_tokens)
@@ -197,7 +280,7 @@ def token_windows(
 
 
 def _cut(
-    strengths: list[int],
+    strengths: np.ndarray,
     first: int,
     n: int,
     max_tokens: int,
@@ -207,25 +290,34 @@ def _cut(
     """Where the window that starts at token ``first`` ends (exclusive)."""
     highest = min(first + max_tokens, n - 1)
     lowest = min(first + max(overlap_tokens + 1, (max_tokens + 1) // 2), highest)
-
-    def by_strength(stops: range) -> list[int]:
-        return sorted(stops, key=lambda c: (strengths[c], c), reverse=True)
-
-    def candidates() -> Iterator[int]:
-        yield from by_strength(range(lowest, highest + 1))
-        yield from by_strength(range(first + 1, lowest))  # when no longer window fits
-
-    return next((stop for stop in candidates() if fits(first, stop)), first + 1)
+    # The second half first; the first half only when no longer window fits.
+    for low, high in ((lowest, highest + 1), (first + 1, lowest)):
+        for stop in _by_strength(strengths, low, high):
+            if fits(first, stop):
+                return stop
+    return first + 1
 
 
-def _next_start(strengths: list[int], first: int, stop: int, overlap_tokens: int) -> int:
+def _by_strength(strengths: np.ndarray, low: int, high: int) -> Iterator[int]:
+    """The cuts ``low`` to ``high`` (exclusive), strongest first, then latest
+    first; the first, which is usually the one taken, without sorting them."""
+    if high <= low:
+        return
+    span = high - low
+    best = high - 1 - int(np.argmax(strengths[low:high][::-1]))
+    yield best
+    key = strengths[low:high].astype(np.int64) * span + np.arange(span)
+    yield from (stop for stop in (np.argsort(key)[::-1] + low).tolist() if stop != best)
+
+
+def _next_start(strengths: np.ndarray, first: int, stop: int, overlap_tokens: int) -> int:
     """Where the window after ``[first, stop)`` starts: inside the overlap, or
     at ``stop`` when that starts a new section (a heading)."""
     if overlap_tokens == 0 or strengths[stop] >= HEADING:
         return stop
     earliest = max(stop - overlap_tokens, first + 1)
     latest = max(stop - (overlap_tokens + 1) // 2, earliest)
-    return min(range(earliest, latest + 1), key=lambda i: (-strengths[i], i))
+    return earliest + int(np.argmax(strengths[earliest : latest + 1]))  # the earliest strongest
 
 
 def check_max_tokens(config: ChunkingConfig, model_max_length: int | None, model: str) -> None:
@@ -258,7 +350,8 @@ class _ChunkDocumentsFn(beam.DoFn):
 
     def _count_tokens(self, text: str) -> int:
         assert self._embedder is not None, "setup() was not called"
-        return len(self._embedder.window_tokenizer.encode(text, add_special_tokens=False).ids)
+        # len() of the encoding: its ids are not copied to a list.
+        return len(self._embedder.window_tokenizer.encode(text, add_special_tokens=False))
 
     def process(self, document: Document) -> Iterator[Chunk | pvalue.TaggedOutput]:
         assert self._embedder is not None, "setup() was not called"
