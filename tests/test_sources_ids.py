@@ -188,4 +188,4 @@ def test_assume_unique_is_a_yaml_value_and_wrong_values_list_it() -> None:
 def test_default_split_is_small_enough_to_spread_a_file_over_workers() -> None:
     config = SourceConfig(patterns=("a.jsonl",))
     assert config.duplicate_ids is DuplicateIds.KEEP_LAST  # the default still checks
-    assert config.split_bytes == 16 * 1024 * 1024
+    assert config.split_bytes == 4 * 1024 * 1024

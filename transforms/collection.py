@@ -97,10 +97,13 @@ def _create(
     client.create_collection(
         target.collection,
         schema=_schema(client, dim, config),
-        index_params=index_params,
         consistency_level="Strong",
         properties={FINGERPRINT_PROPERTY: json.dumps(dict(fingerprint), sort_keys=True)},
     )
+    client.create_index(target.collection, index_params)
+    # Loading even an empty collection takes seconds on a server: it goes on
+    # while the run writes, and counting the rows at the end waits for it.
+    client.load_collection(target.collection, _async=True)
     _LOGGER.info("Created %s (dim %d, %s)", target.describe(), dim, config.index.metric_type)
 
 

@@ -261,7 +261,7 @@ class SourceConfig:
     decode_errors: DecodeErrors = DecodeErrors.DEAD_LETTER
     duplicate_ids: DuplicateIds = DuplicateIds.KEEP_LAST
     max_record_bytes: int = 16 * _MIB
-    split_bytes: int = 16 * _MIB
+    split_bytes: int = 4 * _MIB
     csv_delimiter: str | None = None
     csv_quote: str | None = '"'
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
