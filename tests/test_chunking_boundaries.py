@@ -12,6 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from tests.beam_util import collect
 from transforms import ChunkDocuments, ChunkingConfig, ConfigError, Document, StaticEmbedder
 from transforms.chunking import (
+    _CJK_RANGES,
     CLAUSE,
     HEADING,
     INSIDE_CHARACTER,
@@ -196,14 +197,6 @@ _CLOSED_SENTENCE_ENDS = "\u3002\uff01\uff1f\uff61\u2026"
 _CLAUSE_ENDS = ",;:\u3001\uff0c\uff1b\uff1a\u060c\u061b"
 _CLOSED_CLAUSE_ENDS = "\u3001\uff0c\uff1b\uff1a"
 _CLOSERS = "\"')]}\u00bb\u201d\u2019\u300d\u300f\uff09\u3011"
-_CJK_RANGES = (
-    (0x3040, 0x30FF),
-    (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF),
-    (0xAC00, 0xD7AF),
-    (0xF900, 0xFAFF),
-    (0x20000, 0x2FA1F),
-)
 
 
 def _one_boundary(text: str, before_end: int, after_start: int) -> int:
