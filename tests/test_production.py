@@ -233,8 +233,8 @@ def test_kill_9_mid_ingestion_then_restart_ends_with_exact_rows(
     tmp_path, tiny_model, crash_server, capsys
 ) -> None:
     corpus = make_corpus(
-        tmp_path / "corpus", documents=1250, words_per_document=256
-    )  # 20,000 chunks
+        tmp_path / "corpus", documents=3750, words_per_document=256
+    )  # 60,000 chunks: the writes outlast loading the new collection
     config = write_config(
         tmp_path,
         tiny_model,
@@ -261,6 +261,7 @@ def test_kill_9_mid_ingestion_then_restart_ends_with_exact_rows(
         time.sleep(0.5)
         try:
             client = client or MilvusClient(uri=crash_server["uri"], timeout=5)
+            # count(*) fails until the collection, loaded while the run writes, is loaded.
             if client.has_collection("crash"):
                 rows = client.query("crash", filter="", output_fields=["count(*)"])[0]["count(*)"]
                 if rows >= 2000:
@@ -280,6 +281,6 @@ def test_kill_9_mid_ingestion_then_restart_ends_with_exact_rows(
     if "error" in outcome:  # the run gave up: a re-run must complete it
         ingest.run(["--config", config])
     report = last_report(capsys.readouterr().out)
-    assert report["rows_after"] == count_rows(target) == 20_000
+    assert report["rows_after"] == count_rows(target) == 60_000
     retries = sum(n for name, n in report["write"].items() if name.startswith("write_retries"))
     assert retries > 0 or "error" in outcome  # the crash was felt, and survived
