@@ -146,12 +146,18 @@ def _run_bundle(
     statesampler.set_current_tracker(sampler)
     try:
         with sampler.scoped_state(label, "process", metrics_container=container):
+            # A DoFn instance lives for one task here: clients and models are
+            # set up per bundle (models are shared per process, see transforms.model).
             invoker.invoke_setup()
-            invoker.invoke_start_bundle()
-            for element in elements:
-                invoker.invoke_process(transform_evaluator.get_windowed_value(element, window_fn))
-            invoker.invoke_finish_bundle()
-            invoker.invoke_teardown()
+            try:
+                invoker.invoke_start_bundle()
+                for element in elements:
+                    invoker.invoke_process(
+                        transform_evaluator.get_windowed_value(element, window_fn)
+                    )
+                invoker.invoke_finish_bundle()
+            finally:
+                invoker.invoke_teardown()
     finally:
         statesampler.set_current_tracker(None)
     receivers.outputs.append((_METRICS, container.get_cumulative()))

@@ -78,7 +78,7 @@ def test_assume_unique_passes_on_exactly_the_documents_read(tmp_path) -> None:
     )
     for split_bytes in (16 * 1024 * 1024, 2000):
         config = SourceConfig(
-            patterns=(path,), duplicate_ids="assume_unique", split_bytes=split_bytes
+            patterns=(path,), duplicate_ids=DuplicateIds.ASSUME_UNIQUE, split_bytes=split_bytes
         )
         docs, dead, counters = read_all(config)
         assert docs == expected and dead == []
@@ -94,7 +94,9 @@ def test_assume_unique_does_not_detect_duplicates(tmp_path) -> None:
         tmp_path / "dup.jsonl",
         [{"id": "x", "text": "first copy"}, {"id": "x", "text": "second copy"}],
     )
-    docs, dead, counters = read_all(SourceConfig(patterns=(path,), duplicate_ids="assume_unique"))
+    docs, dead, counters = read_all(
+        SourceConfig(patterns=(path,), duplicate_ids=DuplicateIds.ASSUME_UNIQUE)
+    )
     assert [(d[0], d[1]) for d in docs] == [("x", "first copy"), ("x", "second copy")]
     assert dead == [] and counters["documents_read"] == 2 and "duplicate_ids" not in counters
 
