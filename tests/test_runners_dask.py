@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import operator
+import shutil
 from pathlib import Path
 
 import apache_beam as beam
@@ -77,7 +78,10 @@ def test_ingestion_on_a_dask_cluster_writes_exact_rows(
     corpus = make_corpus(tmp_path / "corpus", documents=60, words_per_document=64)
     with open(corpus, "a", encoding="utf-8") as f:
         f.write('{"id": "broken", "text": \n')
-    config = write_config(tmp_path, tiny_model, milvus_uri, collection_name, corpus, token_env=None)
+    # A model folder of this test's own: the workers outlive a test, and keep
+    # the models that earlier tests loaded.
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    config = write_config(tmp_path, str(model), milvus_uri, collection_name, corpus, token_env=None)
     ingest.run(["--config", config, *_dask_flags(dask_address)])
 
     report = last_report(capsys.readouterr().out)
