@@ -225,23 +225,26 @@ def portable_services(
     workdir.mkdir(exist_ok=True)
     env = dict(env or venv.env(HF_HOME=str(folder / "hf-home")))
     started: list[subprocess.Popen] = []
+
+    def serve(module: str, port_flag: str, log: Path, what: str) -> int:
+        port = servers.free_port()
+        proc = start_process(
+            [str(venv.python), "-m", module, f"{port_flag}={port}"], log=log, cwd=workdir, env=env
+        )
+        started.append(proc)
+        _wait_for_port(port, proc, log, what, 60)
+        return port
+
     try:
-        pool_port, job_port = servers.free_port(), servers.free_port()
         pool_log, job_log = folder / "worker-pool.log", folder / "job-service.log"
-        pool = start_process(
-            [str(venv.python), "-m", "apache_beam.runners.worker.worker_pool_main",
-             f"--service_port={pool_port}"],
-            log=pool_log, cwd=workdir, env=env,
+        pool_port = serve(
+            "apache_beam.runners.worker.worker_pool_main", "--service_port", pool_log,
+            "the worker pool",
         )  # fmt: skip
-        started.append(pool)
-        jobs = start_process(
-            [str(venv.python), "-m", "apache_beam.runners.portability.local_job_service_main",
-             f"--port={job_port}"],
-            log=job_log, cwd=workdir, env=env,
+        job_port = serve(
+            "apache_beam.runners.portability.local_job_service_main", "--port", job_log,
+            "the job service",
         )  # fmt: skip
-        started.append(jobs)
-        _wait_for_port(pool_port, pool, pool_log, "the worker pool", 60)
-        _wait_for_port(job_port, jobs, job_log, "the job service", 60)
         yield PortableServices(
             f"localhost:{job_port}", f"localhost:{pool_port}", (pool_log, job_log)
         )

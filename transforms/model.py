@@ -30,7 +30,7 @@ from apache_beam.utils import shared
 
 from transforms import metrics
 from transforms.pooling import drop_token, flatten_ids, mean_pool
-from transforms.tokenizing import ExactTokenizer, TokenizedText
+from transforms.tokenizing import ExactTokenizer, TokenizedText, plain_text
 
 __all__ = [
     "ModelLoadError",
@@ -151,12 +151,8 @@ class _WindowTokenizer:
         is_pretokenized: bool = False,
         add_special_tokens: bool = True,
     ) -> Any:
-        if (
-            pair is not None
-            or is_pretokenized
-            or add_special_tokens
-            or not isinstance(sequence, str)
-        ):
+        plain = plain_text(sequence, pair, is_pretokenized, add_special_tokens)
+        if plain is None:
             return self._tokenizer.encode(sequence, pair, is_pretokenized, add_special_tokens)
         document: TokenizedText | None = getattr(self._last, "document", None)
         if document is not None and len(sequence) <= len(document.text):

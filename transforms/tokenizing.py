@@ -41,11 +41,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExactTokenizer", "TokenizedText"]
+__all__ = ["ExactTokenizer", "TokenizedText", "plain_text"]
 
 # Characters the shortcut is exact for (see the module docstring).
 _OUTSIDE_SHORTCUT = re.compile(r"[^\t\n\r\x20-\x7e\u2010-\u2027\u2030-\u205e]")
 _SHORTCUT_PRE_TOKENIZERS = frozenset({"BertPreTokenizer", "Whitespace", "WhitespaceSplit"})
+
+
+def plain_text(
+    sequence: Any, pair: Any, is_pretokenized: bool, add_special_tokens: bool
+) -> str | None:
+    """The text of a ``Tokenizer.encode`` call that asks for one plain text
+    without special tokens, the only call the shortcuts answer; else ``None``."""
+    plain = pair is None and not is_pretokenized and not add_special_tokens
+    return sequence if plain and isinstance(sequence, str) else None
 
 
 def _continuation_mask(spec: dict[str, Any]) -> np.ndarray | None:
@@ -136,14 +145,9 @@ class ExactTokenizer:
         add_special_tokens: bool = True,
     ) -> Any:
         """``Tokenizer.encode``; a single text without special tokens may take the shortcut."""
-        if (
-            self._shortcut is not None
-            and pair is None
-            and not is_pretokenized
-            and not add_special_tokens
-            and isinstance(sequence, str)
-        ):
-            text = self.shortcut_text(sequence)
+        plain = plain_text(sequence, pair, is_pretokenized, add_special_tokens)
+        if plain is not None and self._shortcut is not None:
+            text = self.shortcut_text(plain)
             if text is not None:
                 return self._shortcut[0].encode(text, add_special_tokens=False)
         return self._tokenizer.encode(sequence, pair, is_pretokenized, add_special_tokens)
