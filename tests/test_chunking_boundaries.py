@@ -6,6 +6,7 @@ import itertools
 import random
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
@@ -31,24 +32,30 @@ def tokenizer(demo_model):
     return StaticEmbedder.load(demo_model).window_tokenizer
 
 
+def _offsets(tokenizer, text: str) -> list[tuple[int, int]]:
+    """The window tokenizer's offsets (an array) as pairs, to compare and index."""
+    return [(int(a), int(b)) for a, b in tokenizer.encode(text, add_special_tokens=False).offsets]
+
+
 def _count(tokenizer):
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
 def _windows(tokenizer, text: str, max_tokens: int, overlap: int) -> list[str]:
-    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+    offsets = _offsets(tokenizer, text)
     spans = token_windows(offsets, max_tokens, overlap, text=text, count_tokens=_count(tokenizer))
     return [text[a:b] for a, b in spans]
 
 
 def test_boundary_strengths_rank_headings_paragraphs_sentences_and_words(tokenizer) -> None:
     text = "# Title\n\nOne two. Three, four\nfive\n\n## Next\nsix naïveté"
-    encoding = tokenizer.encode(text, add_special_tokens=False)
-    strengths = boundary_strengths(text, encoding.offsets)
+    offsets = _offsets(tokenizer, text)
+    strengths = boundary_strengths(text, offsets)
+    assert strengths == boundary_strengths(text, np.array(offsets))  # pairs or an array
 
     def before(word: str) -> int:  # the strength of the cut before a word's first token
         start = text.index(word)
-        return strengths[next(i for i, (s, _) in enumerate(encoding.offsets) if s == start)]
+        return strengths[next(i for i, (s, _) in enumerate(offsets) if s == start)]
 
     assert before("One") == WORD  # right after a heading: keep it with its section
     assert before("Three") == SENTENCE
@@ -75,7 +82,7 @@ def test_windows_end_at_the_strongest_boundary_in_their_second_half(tokenizer) -
 
 def test_fixed_windows_without_text_and_overlap_within_bounds(tokenizer) -> None:
     words = " ".join(f"w{i}" for i in range(200))
-    offsets = tokenizer.encode(words, add_special_tokens=False).offsets
+    offsets = _offsets(tokenizer, words)
     fixed = token_windows(offsets, 20, 6)
     starts = [offsets.index(next(o for o in offsets if o[0] == a)) for a, _ in fixed]
     assert all(b - a == 14 for a, b in itertools.pairwise(starts))
@@ -97,7 +104,7 @@ def test_cjk_emoji_and_right_to_left_text_with_the_demo_model(tokenizer) -> None
         "서울은 한국의 수도입니다. 부산은 항구 도시입니다."
     )
     count = _count(tokenizer)
-    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+    offsets = _offsets(tokenizer, text)
     spans = token_windows(offsets, 12, 3, text=text, count_tokens=count)
     assert spans[0][0] == offsets[0][0] and spans[-1][1] == offsets[-1][1]
     covered = set()
@@ -116,7 +123,7 @@ def test_random_text_keeps_every_invariant(tokenizer) -> None:
     count = _count(tokenizer)
     for _ in range(40):
         text = " ".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 120)))
-        offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+        offsets = _offsets(tokenizer, text)
         max_tokens = rnd.randint(1, 30)
         overlap = rnd.randint(0, max_tokens - 1)
         spans = token_windows(offsets, max_tokens, overlap, text=text, count_tokens=count)
@@ -254,7 +261,7 @@ def test_boundary_strengths_follow_the_rules_at_every_boundary(tokenizer) -> Non
     ]
     for _ in range(300):
         text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 80)))
-        tokens = tokenizer.encode(text, add_special_tokens=False).offsets
+        tokens = _offsets(tokenizer, text)
         arbitrary, at = [], 0  # gaps, overlaps and empty tokens, inside the text
         for _ in range(rnd.randint(0, 40)):
             start = min(len(text), max(0, at + rnd.randint(-2, 4)))

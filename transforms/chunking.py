@@ -40,6 +40,9 @@ from transforms.types import Chunk, DeadLetter, Document, chunk_id
 
 __all__ = ["CHUNKS", "ChunkDocuments", "boundary_strengths", "check_max_tokens", "token_windows"]
 
+Offsets = Sequence[tuple[int, int]] | np.ndarray
+"""``(start, end)`` character offsets of each token, in order: pairs, or an ``(n, 2)`` array."""
+
 CHUNKS = "chunks"
 DEAD_LETTERS = "dead_letters"
 
@@ -143,7 +146,7 @@ def _line_break(text: str, before_end: int, after_start: int, newlines: int) -> 
     return (PARAGRAPH if newlines > 1 else LINE), False
 
 
-def _strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+def _strengths(text: str | None, offsets: Offsets) -> np.ndarray:
     """:func:`boundary_strengths` as an ``int8`` array.
 
     Cost: reading the offsets (about 60 ns a token), a few dozen array
@@ -154,7 +157,10 @@ def _strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> np.ndarr
     strengths = np.zeros(n, np.int8)
     if n < 2:
         return strengths
-    bounds = np.fromiter(itertools.chain.from_iterable(offsets), np.int64, 2 * n).reshape(n, 2)
+    if isinstance(offsets, np.ndarray):
+        bounds = offsets.astype(np.int64)  # a copy: it is clipped below
+    else:
+        bounds = np.fromiter(itertools.chain.from_iterable(offsets), np.int64, 2 * n).reshape(n, 2)
     overlapping = bounds[1:, 0] < bounds[:-1, 1]  # the tokens share a character
     if text is None:
         strengths[1:] = np.where(overlapping, INSIDE_CHARACTER, WORD)
@@ -207,13 +213,14 @@ def _strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> np.ndarr
     return strengths
 
 
-def boundary_strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> list[int]:
+def boundary_strengths(text: str | None, offsets: Offsets) -> list[int]:
     """How good a place to cut each boundary between two tokens is.
 
     Args:
       text: The text the offsets point into; ``None`` to treat every boundary
         between whole characters alike (fixed windows).
-      offsets: ``(start, end)`` character offsets of each token, in order.
+      offsets: ``(start, end)`` character offsets of each token, in order
+        (pairs, or an ``(n, 2)`` array).
 
     Returns:
       ``strengths[i]`` for the cut before token ``i``; ``strengths[0]`` is
@@ -224,7 +231,7 @@ def boundary_strengths(text: str | None, offsets: Sequence[tuple[int, int]]) -> 
 
 
 def token_windows(
-    offsets: Sequence[tuple[int, int]],
+    offsets: Offsets,
     max_tokens: int,
     overlap_tokens: int,
     *,
@@ -243,7 +250,8 @@ def token_windows(
     starts with the heading.
 
     Args:
-      offsets: ``(start, end)`` character offsets of each token, in order.
+      offsets: ``(start, end)`` character offsets of each token, in order
+        (pairs, or an ``(n, 2)`` array).
       max_tokens: Tokens per window at most.
       overlap_tokens: Tokens shared by consecutive windows at most.
       text: The text, to find paragraph, heading and sentence boundaries.
@@ -276,7 +284,7 @@ def token_windows(
         stop = _cut(strengths, first, n, max_tokens, overlap_tokens, fits)
         windows.append((first, stop))
         first = _next_start(strengths, first, stop, overlap_tokens)
-    return [(offsets[a][0], offsets[b - 1][1]) for a, b in windows]
+    return [(int(offsets[a][0]), int(offsets[b - 1][1])) for a, b in windows]
 
 
 def _cut(

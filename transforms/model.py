@@ -164,8 +164,7 @@ class _WindowTokenizer:
         if tokenized is not None:
             self._last.document = tokenized
         if self._fits(sequence, len(encoding)):
-            ids = tokenized.ids if tokenized is not None else np.array(encoding.ids, np.int32)
-            self._remember(sequence, ids)
+            self._remember(sequence, encoding.ids)
         return encoding
 
     def _fits(self, text: str, tokens: int) -> bool:
@@ -360,11 +359,9 @@ class StaticEmbedder:
                 token_ids.append(ids)
         if missing:
             # Truncated at max_length, as encode does.
-            encodings = self._tokenizer.encode_batch_fast(
-                [texts[i] for i in missing], add_special_tokens=False
-            )
-            for i, encoding in zip(missing, encodings, strict=True):
-                token_ids[i] = encoding.ids
+            found = self._tokenizer.token_ids([texts[i] for i in missing])
+            for i, text_ids in zip(missing, found, strict=True):
+                token_ids[i] = text_ids
         return token_ids
 
 
