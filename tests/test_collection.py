@@ -17,7 +17,7 @@ from transforms import (
     finish_collection,
     prepare_collection,
 )
-from transforms.client import connect
+from transforms.client import DATA, connect, error_kind, skip_client_string_checks
 from transforms.rows import RowError, build_row
 
 FINGERPRINT = {
@@ -146,3 +146,23 @@ def test_text_over_the_field_is_truncated_or_dead_lettered() -> None:
     too_big = Chunk("c", "d", 0, "t", 0, 1, {"blob": "x" * 70_000}, np.ones(8, np.float32))
     with pytest.raises(RowError, match="over Milvus's 65536"):
         build_row(too_big, 8, WriteConfig())
+
+
+def test_without_the_client_string_check_the_server_still_refuses_long_text(
+    milvus_target,
+) -> None:
+    skip_client_string_checks()  # what the sink does: rows are checked by build_row
+    target = milvus_target("long_text")
+    config = WriteConfig(text_max_length=16)
+    prepare_collection(target, dim=8, fingerprint=FINGERPRINT, config=config)
+    chunk = Chunk("c", "d", 0, "t" * 16, 0, 16, {}, np.ones(8, np.float32))
+    fits, _ = build_row(chunk, 8, config)
+    too_long = {**fits, "id": "c2", "text": "t" * 17}  # what build_row would refuse
+    client = connect(target)
+    try:
+        client.upsert(target.collection, [fits])
+        with pytest.raises(Exception) as refused:
+            client.upsert(target.collection, [too_long])
+        assert error_kind(refused.value) == DATA, refused.value
+    finally:
+        client.close()

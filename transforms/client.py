@@ -19,6 +19,7 @@ __all__ = [
     "MilvusConnectionError",
     "connect",
     "error_kind",
+    "skip_client_string_checks",
 ]
 
 TRANSIENT = "transient"
@@ -93,6 +94,26 @@ def connect(target: MilvusTarget) -> Any:
             f"cannot connect to Milvus at {target.uri} within {target.connect_timeout_s:g}s "
             f"({details}). Check the URI and that the server is up."
         ) from None
+
+
+def skip_client_string_checks() -> None:
+    """Turns off pymilvus' client-side VARCHAR length check, for rows checked already.
+
+    pymilvus 3.0 checks a row's VARCHAR value by walking it character by
+    character (``entity_helper.convert_to_str_array`` is handed the string,
+    not a list of strings), so for rows the check cannot fail, yet it is two
+    thirds of the client's CPU time in an upsert of 1 KB texts. The sink's rows
+    were checked against the schema before (in UTF-8 bytes, as the server
+    counts; see :mod:`transforms.rows`), and the server checks again.
+
+    The switch is pymilvus' own module flag, so it holds for the whole
+    process: column-based inserts made by other code in the process lose the
+    client-side check, not the server's.
+    """
+    from pymilvus.client import entity_helper
+
+    if hasattr(entity_helper, "CHECK_STR_ARRAY"):
+        entity_helper.CHECK_STR_ARRAY = False
 
 
 def error_kind(error: BaseException) -> str | None:
