@@ -39,13 +39,13 @@ by a substring search.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from transforms.words import WordCache, splits_like
 
@@ -82,10 +82,10 @@ def _continuation_mask(spec: dict[str, Any]) -> np.ndarray | None:
     return mask
 
 
-def _shortcut(tokenizer: Any) -> tuple[Any, bool, tuple[str, ...]] | None:
-    """The tokenizer without its normaliser, whether to lowercase, and the added
-    tokens; ``None`` when the shortcut would not be exact for this tokenizer."""
-    spec = json.loads(tokenizer.to_str())
+def _shortcut(tokenizer: Any, spec: dict[str, Any]) -> tuple[Any, bool, tuple[str, ...]] | None:
+    """A copy of the tokenizer without its normaliser, whether to lowercase,
+    and the added tokens; ``None`` when the shortcut would not be exact for
+    this tokenizer (whose ``tokenizer.json`` is ``spec``)."""
     normalizer = spec.get("normalizer")
     pre_tokenizer = spec.get("pre_tokenizer") or {}
     if pre_tokenizer.get("type") not in _SHORTCUT_PRE_TOKENIZERS:
@@ -98,8 +98,8 @@ def _shortcut(tokenizer: Any) -> tuple[Any, bool, tuple[str, ...]] | None:
         lowercase = bool(normalizer.get("lowercase", True))
     else:
         return None
-    spec["normalizer"] = None
-    bare = Tokenizer.from_str(json.dumps(spec))
+    bare = copy.deepcopy(tokenizer)
+    bare.normalizer = None
     added = tuple(token["content"] for token in spec.get("added_tokens", []) if token["content"])
     return bare, lowercase, added
 
@@ -118,14 +118,16 @@ class ExactTokenizer:
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
-        self._shortcut = _shortcut(tokenizer)
         spec = json.loads(tokenizer.to_str())
+        self._shortcut = _shortcut(tokenizer, spec)
         self._continuation = None if self._shortcut is None else _continuation_mask(spec)
         self._words: WordCache | None = None
         if self._shortcut is not None and splits_like(spec):
-            whole_words = Tokenizer.from_str(self._shortcut[0].to_str())
-            whole_words.no_truncation()
-            whole_words.no_padding()
+            whole_words = self._shortcut[0]
+            if tokenizer.truncation is not None or tokenizer.padding is not None:
+                whole_words = copy.deepcopy(whole_words)
+                whole_words.no_truncation()
+                whole_words.no_padding()
             self._words = WordCache(whole_words, spec["pre_tokenizer"]["type"])
         truncation = tokenizer.truncation
         # Where the cache's ids are cut as the tokenizer would: a single text
