@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -31,3 +32,9 @@ def run_main(run: Callable[[Sequence[str] | None], Any]) -> None:
         run(sys.argv[1:])
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
+    # The process ends here. A launcher holds a few hundred thousand objects
+    # (Beam's pipeline and runner, the model), and the interpreter's last
+    # collections over them took 0.6 s of every run; the operating system
+    # frees them at once. Reference counting and atexit handlers (logging,
+    # temporary files) still run.
+    gc.freeze()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -107,3 +109,19 @@ def test_tls_options_pass_through_and_unknown_ones_are_refused() -> None:
     assert kwargs["timeout"] == target.connect_timeout_s
     with pytest.raises(ConfigError, match="client_options"):
         MilvusTarget(uri="http://h:1", collection="docs", client_options={"token": "x"})  # type: ignore[arg-type]
+
+
+def test_the_entry_point_skips_the_last_collections_but_not_atexit(tmp_path) -> None:
+    # In a process of its own: freezing the garbage collector is for exits.
+    marker = tmp_path / "atexit.txt"
+    script = f"""
+import atexit, gc, sys
+from pipelines.cli import run_main
+atexit.register(lambda: open({str(marker)!r}, "w").write(str(gc.get_freeze_count())))
+run_main(lambda argv: print("ran", argv))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, "--flag"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "ran ['--flag']"
+    assert int(marker.read_text()) > 10_000  # atexit ran, after the objects were frozen
