@@ -107,6 +107,17 @@ def demo_model() -> str:
     return DEMO_MODEL
 
 
+@pytest.fixture(scope="module")
+def demo_tokenizer(demo_model: str):
+    """The demo model's tokenizer, without truncation or padding (as chunking counts)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(f"{demo_model}/tokenizer.json")
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 @pytest.fixture
 def lite_uri(tmp_path: pathlib.Path) -> str:
     """A fresh embedded Milvus Lite store."""

@@ -21,14 +21,6 @@ from transforms.model import StaticEmbedder
 from transforms.tokenizing import ExactTokenizer
 
 
-@pytest.fixture(scope="module")
-def demo_tokenizer(demo_model) -> Tokenizer:
-    tokenizer = Tokenizer.from_file(f"{demo_model}/tokenizer.json")
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
-
-
 def _same(plain: Tokenizer, exact: ExactTokenizer, text: str) -> None:
     want = plain.encode(text, add_special_tokens=False)
     got = exact.encode(text, add_special_tokens=False)

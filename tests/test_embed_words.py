@@ -13,14 +13,6 @@ from transforms.tokenizing import ExactTokenizer
 from transforms.words import WordCache, splits_like
 
 
-@pytest.fixture(scope="module")
-def demo_tokenizer(demo_model) -> Tokenizer:
-    tokenizer = Tokenizer.from_file(f"{demo_model}/tokenizer.json")
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
-
-
 def _with(tokenizer: Tokenizer, **changes) -> Tokenizer:
     spec = json.loads(tokenizer.to_str())
     spec.update(changes)
