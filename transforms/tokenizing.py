@@ -129,13 +129,13 @@ class ExactTokenizer:
                 whole_words.no_truncation()
                 whole_words.no_padding()
             self._words = WordCache(whole_words, spec["pre_tokenizer"]["type"])
+        # The cache's ids are cut as the tokenizer cuts a single text: to its
+        # first max_length tokens (cut from the left, they go to the tokenizer).
         truncation = tokenizer.truncation
-        # Where the cache's ids are cut as the tokenizer would: a single text
-        # keeps its first max_length tokens.
-        self._keep: int | None = None
-        self._cuts_like_tokenizer = truncation is None or truncation["direction"] == "right"
-        if truncation is not None:
-            self._keep = int(truncation["max_length"])
+        self._keep = None if truncation is None else int(truncation["max_length"])
+        self._ids_from_words = self._words is not None and (
+            truncation is None or truncation["direction"] == "right"
+        )
 
     @property
     def tokenizer(self) -> Any:
@@ -193,8 +193,8 @@ class ExactTokenizer:
         found: list[np.ndarray | list[int]] = [[] for _ in texts]
         others: list[int] = []
         for i, text in enumerate(texts):
-            short = self.shortcut_text(text) if self._words is not None else None
-            if short is None or not self._cuts_like_tokenizer:
+            short = self.shortcut_text(text) if self._ids_from_words else None
+            if short is None:
                 others.append(i)
                 continue
             assert self._words is not None
