@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+
 import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from model2vec import StaticModel
 
-from transforms import Chunk, EmbedChunks, EncodeQueries, Model2VecModelHandler
+from transforms import Chunk, EmbedChunks, EncodeQueries, Model2VecModelHandler, metrics
+from transforms import model as model_module
+from transforms.model import count_model_loads
 
 TEXTS = ["catch the exception", "loop over the list", "import a module", "unknownword"]
 
@@ -62,3 +67,17 @@ def test_the_handler_works_with_plain_run_inference(tiny_model) -> None:
             results | beam.Map(lambda r: (r.example, r.inference.tolist())),
             _close_to(_expected(tiny_model, TEXTS)),
         )
+
+
+def test_a_load_is_counted_by_a_job_of_its_own_model(monkeypatch) -> None:
+    # Long-lived workers run job after job: a load that its own job never
+    # counted must not turn up in a later job's count for another model.
+    left = collections.Counter({"model-a": 1, "model-b": 2})
+    monkeypatch.setattr(model_module, "_uncounted_loads", left)
+    pipeline = TestPipeline()
+    _ = pipeline | beam.Create([0, 1]) | beam.Map(lambda _: count_model_loads("model-b"))
+    result = pipeline.run()
+    result.wait_until_finish()
+    query = result.metrics().query(MetricsFilter().with_name(metrics.MODEL_LOADS))
+    assert sum(c.committed for c in query["counters"]) == 2  # once, not per element
+    assert left == {"model-a": 1}

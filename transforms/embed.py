@@ -72,7 +72,7 @@ class Model2VecModelHandler(ModelHandler[str, PredictionResult, StaticEmbedder])
         model: StaticEmbedder,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
-        count_model_loads()
+        count_model_loads(self._model)
         vectors = model.embed(list(batch))
         return [
             PredictionResult(text, vector, self._model)
@@ -105,7 +105,7 @@ class _ChunkEmbeddingHandler(ModelHandler[Chunk, Any, StaticEmbedder]):
         model: StaticEmbedder,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[Chunk | ChunkBatch]:
-        count_model_loads()
+        count_model_loads(self._texts.model_source)
         vectors = model.embed([chunk.text for chunk in batch])
         if self._output is EmbedOutput.BATCHES:
             return [ChunkBatch(tuple(batch), vectors)]

@@ -14,6 +14,7 @@ change to the shared tokenizer's state on each call.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -382,32 +383,33 @@ def acquire_embedder(source: str) -> StaticEmbedder:
     return handle.acquire(lambda: _load_counted(source))
 
 
-# Loads not yet added to the model_loads counter. A worker loads the model in
-# a DoFn's setup(), where Beam counts no metric; the first batch embedded in
-# the process adds them (see count_model_loads). The launcher's own load (to
-# check the model before the run) is counted by no pipeline.
-_uncounted_loads = 0
+# Loads not yet added to the model_loads counter, by source. A worker loads
+# the model in a DoFn's setup(), where Beam counts no metric; the first batch
+# embedded in the process with that source adds them (see count_model_loads).
+# Kept by source because a long-lived worker (Dask, a portable worker pool)
+# runs job after job: a load that no batch of its own job counted must not be
+# counted by a later job of another model. The launcher's own load (to check
+# the model before the run) is counted by no pipeline.
+_uncounted_loads: collections.Counter[str] = collections.Counter()
 _uncounted_lock = threading.Lock()
 
 
 def _load_counted(source: str) -> StaticEmbedder:
-    global _uncounted_loads
     embedder = StaticEmbedder.load(source)
     with _uncounted_lock:
-        _uncounted_loads += 1
+        _uncounted_loads[source] += 1
     return embedder
 
 
-def count_model_loads() -> None:
-    """Adds this process's model loads to the ``model_loads`` counter, once.
+def count_model_loads(source: str) -> None:
+    """Adds this process's loads of ``source`` to the ``model_loads`` counter, once.
 
     Call it where Beam counts metrics (while processing a bundle).
     """
-    global _uncounted_loads
-    if not _uncounted_loads:
+    if not _uncounted_loads.get(source):
         return
     with _uncounted_lock:
-        loads, _uncounted_loads = _uncounted_loads, 0
+        loads = _uncounted_loads.pop(source, 0)
     if loads:
         metrics.counter(metrics.MODEL_LOADS).inc(loads)
 
