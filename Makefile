@@ -31,7 +31,7 @@ GCS_BUCKET ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-test install-dev install-gcp install-bench install-dask demo ingest search test lint \
-	format clean bench run-multiprocess run-portable run-dask run-flink run-dataflow
+	format clean constraints bench run-multiprocess run-portable run-dask run-flink run-dataflow
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -40,9 +40,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# One stamp per set of extras: reinstalls when setup.py changes.
-$(VENV)/.installed-%: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".$(if $(filter base,$*),,[$*])"
+# One stamp per set of extras: reinstalls when setup.py or the constraints change. The
+# constraints pin what CI tested, so that pip's resolver does not backtrack for minutes.
+$(VENV)/.installed-%: setup.py constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".$(if $(filter base,$*),,[$*])"
 	@touch $@
 
 install: $(VENV)/.installed-base ## Install the project into $(VENV)
@@ -71,7 +72,7 @@ run-portable: install ## Ingest with $(CONFIG) via a job service at $(JOB_ENDPOI
 		--environment_config=$(WORKER_POOL) $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
 run-dask: install-dask ## Ingest with $(CONFIG) on the Dask cluster at $(DASK_SCHEDULER)
-	$(BIN)/python -m pipelines.ingest --config $(CONFIG) --runner=pipelines.dask_runner.DaskRunner \
+	$(BIN)/python -m pipelines.ingest --config $(CONFIG) --runner=pipelines.runners.dask.DaskRunner \
 		--dask_client_address=$(DASK_SCHEDULER) $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
 run-flink: install ## Ingest with configs/flink.yaml on Flink at $(FLINK_MASTER) ([local]: embedded)
@@ -101,6 +102,10 @@ lint: install-dev ## ruff (lint + format check) and mypy
 format: install-dev ## Format the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+constraints: install-dev ## Rewrite constraints.txt from what $(VENV) holds now
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean: ## Remove the demo's data, caches and build files (keeps $(VENV))
 	rm -rf work build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
