@@ -94,10 +94,11 @@ bench: install-bench ## Benchmark against the limits and the peers (~15 min; BEN
 test: install-test ## Run the tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install-dev ## ruff (lint + format check) and mypy
+lint: install-dev ## ruff (lint + format check), mypy, and the layer contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy transforms pipelines tests bench
+	$(BIN)/lint-imports
 
 format: install-dev ## Format the code with ruff
 	$(BIN)/ruff format .

@@ -1,4 +1,4 @@
-"""milvus-ingest: fill Milvus with Model2Vec embeddings on Apache Beam.
+"""milvus-beam-ingest: fill Milvus with Model2Vec embeddings on Apache Beam.
 
 ``pip install .`` installs the ``transforms`` library and the ``pipelines``;
 the same file is what Dataflow and portable workers install with
@@ -48,17 +48,24 @@ EXTRAS_REQUIRE = {
     "zstd": ["zstandard>=0.22"],
     # Launching on Dataflow: the DataflowRunner, and gs:// paths on the launcher.
     "gcp": ["apache-beam[gcp]>=2.60,<3", "gcsfs>=2024.6"],
-    # Running on a Dask cluster (pipelines.dask_runner), on the launcher and the workers.
-    "dask": ["apache-beam[dask]>=2.60,<3"],
+    # Running on a Dask cluster (pipelines.runners.dask), on the launcher and the workers.
+    "dask": ["apache-beam[dask]>=2.77,<2.78", "packaging>=22"],  # = its SUPPORTED_BEAM
     # make bench: the peers it measures (pymilvus-model's Model2VecEmbeddingFunction, which
     # brings transformers, onnxruntime and scipy) and the Milvus 2.3.5 server it starts.
     "bench": ["pymilvus[model]>=2.6,<4", "milvus==2.3.5; sys_platform != 'win32'"],
     "test": TEST_REQUIRES,
-    "dev": [*TEST_REQUIRES, "ruff>=0.8,<1", "mypy>=1.13,<2", "types-PyYAML"],
+    # import-linter: the layer contracts in pyproject.toml (make lint).
+    "dev": [
+        *TEST_REQUIRES,
+        "ruff>=0.8,<1",
+        "mypy>=1.13,<2",
+        "types-PyYAML",
+        "import-linter>=2.1,<3",
+    ],
 }
 
 setup(
-    name="milvus-ingest",
+    name="milvus-beam-ingest",
     version="0.1.0",
     description="Apache Beam pipelines that fill Milvus with Model2Vec embeddings, at any scale.",
     long_description=pathlib.Path(__file__).with_name("README.md").read_text(encoding="utf-8"),

@@ -40,19 +40,12 @@ from apache_beam.runners.runner import PipelineResult
 from pipelines.cli import run_main
 from pipelines.lite_server import needs_server, serve_lite
 from pipelines.options import IngestOptions, IngestSettings, beam_argv, ingest_settings
-from transforms import (
-    ChunkDocuments,
-    EmbedChunks,
-    ReadDocuments,
-    WriteToMilvus,
-    finish_collection,
-    match_files,
-    metrics,
-    prepare_collection,
-)
+from transforms import metrics
 from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget
-from transforms.embed import EmbedOutput
-from transforms.model import acquire_embedder
+from transforms.embedding import EmbedChunks, EmbedOutput, ModelDescription, describe_model
+from transforms.io import ReadDocuments, match_files
+from transforms.milvus import WriteToMilvus, finish_collection, prepare_collection
+from transforms.text import ChunkDocuments
 from transforms.types import DeadLetter
 
 __all__ = ["build_pipeline", "counts", "run"]
@@ -68,12 +61,17 @@ def _count_by_stage(letter: DeadLetter) -> DeadLetter:
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, settings: IngestSettings, target: MilvusTarget | None = None
+    pipeline: beam.Pipeline,
+    settings: IngestSettings,
+    model: ModelDescription,
+    target: MilvusTarget | None = None,
 ) -> None:
     """Adds the ingestion steps to ``pipeline``.
 
-    The collection must be ready (see ``prepare_collection``); ``target``
-    overrides ``settings.target``, e.g. with a served local store.
+    The collection must be ready (see ``prepare_collection``); ``model`` is
+    what :func:`~transforms.embedding.describe_model` read of
+    ``settings.model``; ``target`` overrides ``settings.target``, e.g. with a
+    served local store.
     """
     read = pipeline | "ReadDocuments" >> ReadDocuments(settings.source)
     chunked = read.documents | "ChunkDocuments" >> ChunkDocuments(settings.model, settings.chunking)
@@ -85,9 +83,10 @@ def build_pipeline(
         | "WriteToMilvus"
         >> WriteToMilvus(
             target or settings.target,
-            model=settings.model,
+            dim=model.dim,
+            fingerprint=model.fingerprint,
             config=settings.write,
-            manage_collection=False,
+            flush=False,  # finish_collection flushes once, then checks the count
         )
     )
     _ = (
@@ -218,13 +217,14 @@ def run(
     flags = options.view_as(IngestOptions)
     _check_inputs(settings)
     started = time.monotonic()
-    embedder = acquire_embedder(settings.model)  # fails here, not on workers, if it cannot load
+    # Read from the model's files once; fails here, not on workers, if they are missing.
+    model = describe_model(settings.model)
     with _run_target(settings, options) as target:
         state = prepare_collection(
-            target, dim=embedder.dim, fingerprint=embedder.fingerprint(), config=settings.write
+            target, dim=model.dim, fingerprint=model.fingerprint, config=settings.write
         )
         pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
-        build_pipeline(pipeline, settings, target)
+        build_pipeline(pipeline, settings, model, target)
         result = pipeline.run()
         template = options.view_as(GoogleCloudOptions).template_location
         if template:
@@ -237,7 +237,7 @@ def run(
                     "uri": settings.target.uri,
                     "created": state.created,
                     "runner": str(options.view_as(StandardOptions).runner),
-                    "model": embedder.fingerprint(),
+                    "model": dict(model.fingerprint),
                 },
                 flags.report_path,
             )
@@ -259,7 +259,7 @@ def run(
     report["seconds"] = round(time.monotonic() - started, 3)  # the final flush included
     report["documents_per_s"] = round(report[metrics.DOCUMENTS_READ] / report["seconds"], 1)
     report["runner"] = str(options.view_as(StandardOptions).runner or "DirectRunner")
-    report["model"] = embedder.fingerprint()
+    report["model"] = dict(model.fingerprint)
     report["model_loads"] = found.get(metrics.MODEL_LOADS, 0)  # worker processes that loaded it
     report["dead_letters_by_stage"] = {
         name.removeprefix("dead_letters_"): n

@@ -23,7 +23,7 @@ from apache_beam.runners.runner import PipelineResult
 from pipelines.cli import run_main
 from pipelines.options import SearchSettings, beam_argv, search_settings
 from transforms import EncodeQueries, SearchMilvus
-from transforms.collection import require_collection
+from transforms.milvus.collection import require_collection
 from transforms.types import SearchResult
 
 __all__ = ["answers", "build_pipeline", "read_results", "run"]

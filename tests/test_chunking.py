@@ -8,7 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.beam_util import collect
-from transforms import ChunkDocuments, ChunkingConfig, Document, StaticEmbedder, token_windows
+from transforms import ChunkDocuments, ChunkingConfig, ChunkingTokenizer, Document, token_windows
 
 OFFSETS = [(i * 2, i * 2 + 1) for i in range(10)]  # ten one-character tokens
 
@@ -49,11 +49,11 @@ def test_chunk_documents_windows_by_model_tokens(tiny_model) -> None:
     text = " ".join(["catch the exception"] * 10)  # 30 tokens
     doc = Document(id="d1", text=text, source="f.txt")
     rows = _chunk([doc], tiny_model, ChunkingConfig(max_tokens=12, overlap_tokens=3))
-    tokenizer = StaticEmbedder.load(tiny_model).window_tokenizer
+    tokenizer = ChunkingTokenizer.load(tiny_model)
     assert [r[1] for r in rows] == [0, 1, 2]  # windows start at tokens 0, 9 and 18
     for _, _, chunk_text, start, end, _ in rows:
         assert text[start:end] == chunk_text
-        assert len(tokenizer.encode(chunk_text, add_special_tokens=False).ids) <= 12
+        assert len(tokenizer.encode(chunk_text).ids) <= 12
     # Consecutive chunks share the overlap tokens.
     assert rows[1][3] < rows[0][4]
     assert rows[-1][4] == len(text)

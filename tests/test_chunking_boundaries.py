@@ -11,8 +11,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from tests.beam_util import collect
-from transforms import ChunkDocuments, ChunkingConfig, ConfigError, Document, StaticEmbedder
-from transforms.chunking import (
+from transforms import ChunkDocuments, ChunkingConfig, ChunkingTokenizer, ConfigError, Document
+from transforms.text.chunking import (
     _CJK_RANGES,
     CLAUSE,
     HEADING,
@@ -29,16 +29,16 @@ from transforms.chunking import (
 
 @pytest.fixture(scope="module")
 def tokenizer(demo_model):
-    return StaticEmbedder.load(demo_model).window_tokenizer
+    return ChunkingTokenizer.load(demo_model)
 
 
 def _offsets(tokenizer, text: str) -> list[tuple[int, int]]:
     """The window tokenizer's offsets (an array) as pairs, to compare and index."""
-    return [(int(a), int(b)) for a, b in tokenizer.encode(text, add_special_tokens=False).offsets]
+    return [(int(a), int(b)) for a, b in tokenizer.encode(text).offsets]
 
 
 def _count(tokenizer):
-    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+    return lambda text: len(tokenizer.encode(text).ids)
 
 
 def _windows(tokenizer, text: str, max_tokens: int, overlap: int) -> list[str]:
@@ -198,7 +198,7 @@ def test_windows_always_move_on_even_when_nothing_fits() -> None:
     assert spans == [(0, 2), (3, 5), (6, 8), (9, 11)]  # one token each, none dropped
 
 
-# The punctuation of the rules, as escapes for the linter (see transforms.chunking).
+# The punctuation of the rules, as escapes for the linter (see transforms.text.chunking).
 _SENTENCE_ENDS = ".!?\u2026\u203c\u2047\u2048\u2049\u3002\uff01\uff1f\uff61\u061f\u06d4\u0964\u0965"
 _CLOSED_SENTENCE_ENDS = "\u3002\uff01\uff1f\uff61\u2026"
 _CLAUSE_ENDS = ",;:\u3001\uff0c\uff1b\uff1a\u060c\u061b"

@@ -13,7 +13,7 @@ from model2vec import StaticModel
 
 from transforms import Chunk, EmbedChunks, Model2VecModelHandler
 from transforms.batch import ChunkBatch
-from transforms.embed import EmbedOutput
+from transforms.embedding.embed import EmbedOutput
 
 TEXTS = ["catch the exception", "loop over the list", "import a module", "unknownword", ""]
 

@@ -16,9 +16,10 @@ import pytest
 from model2vec import StaticModel
 from tokenizers import Tokenizer
 
-from transforms import model as model_module
-from transforms.model import StaticEmbedder
-from transforms.tokenizing import ExactTokenizer
+from transforms.embedding.model import StaticEmbedder
+from transforms.text import ChunkingTokenizer, chunk_document
+from transforms.text.tokenizing import ExactTokenizer
+from transforms.types import TokenIds
 
 
 def _same(plain: Tokenizer, exact: ExactTokenizer, text: str) -> None:
@@ -94,11 +95,15 @@ def test_word_level_lowercase_model_and_unknown_normalisers(tiny_model) -> None:
     assert not other.has_shortcut and other.shortcut_text("abc") is None
 
 
-def test_embedding_reuses_the_windows_chunking_counted(demo_model, monkeypatch) -> None:
+def test_embedding_takes_the_ids_chunking_counted_and_tokenizes_the_rest(
+    demo_model, monkeypatch
+) -> None:
     embedder = StaticEmbedder.load(demo_model)
+    chunking = ChunkingTokenizer.load(demo_model)
     texts = ["How do I catch an exception?", "Loops “over” lists — and more…", "Übergröße"]
-    for text in texts:  # what chunking does when it counts a window's tokens
-        embedder.window_tokenizer.encode(text, add_special_tokens=False)
+    known = [TokenIds(chunking.fingerprint, chunking.token_ids(text)) for text in texts]
+    long_text = "word " * 600  # over max_length: encode truncates, so its ids are not taken
+    known.append(TokenIds(chunking.fingerprint, chunking.token_ids(long_text)))
     calls: list[list[str]] = []
     original = embedder._tokenizer.token_ids
 
@@ -107,28 +112,12 @@ def test_embedding_reuses_the_windows_chunking_counted(demo_model, monkeypatch) 
         return original(batch)
 
     monkeypatch.setattr(embedder._tokenizer, "token_ids", counting)
-    got = embedder.embed([*texts, "a text never counted"])
-    assert calls == [["a text never counted"]]  # only the new text was tokenized
-    expected = StaticModel.from_pretrained(demo_model, force_download=False).encode(
-        [*texts, "a text never counted"]
-    )
+    all_texts = [*texts, long_text, "a text never counted"]
+    got = embedder.embed(all_texts, [*known, None])
+    assert [len(batch) for batch in calls] == [2]  # the long text and the new one
+    assert calls[0][1] == "a text never counted"
+    expected = StaticModel.from_pretrained(demo_model, force_download=False).encode(all_texts)
     np.testing.assert_allclose(got, expected, atol=1e-6)
-
-
-def test_remembered_windows_are_bounded_and_long_texts_are_not_kept(
-    demo_model, monkeypatch
-) -> None:
-    monkeypatch.setattr(model_module, "_REMEMBERED_TEXTS", 3)
-    embedder = StaticEmbedder.load(demo_model)
-    window = embedder.window_tokenizer
-    for i in range(5):
-        window.encode(f"text number {i}", add_special_tokens=False)
-    assert window.recall("text number 0") is None and window.recall("text number 1") is None
-    assert window.recall("text number 4") is not None
-    window.encode("word " * 600, add_special_tokens=False)  # over the model's max_length
-    assert window.recall("word " * 600) is None
-    window.encode("with special tokens")  # not what chunking counts
-    assert window.recall("with special tokens") is None
 
 
 def test_stretches_of_a_document_are_answered_from_its_tokens(demo_tokenizer) -> None:
@@ -168,37 +157,27 @@ def test_no_stretches_where_they_would_not_be_exact(demo_tokenizer) -> None:
     assert ExactTokenizer(Tokenizer.from_str(json.dumps(spec))).tokenize_text("a b")[1] is None
 
 
-def test_chunking_counts_and_embeds_exactly_with_the_window_tokenizer(
-    demo_model, monkeypatch
-) -> None:
+def test_chunking_counts_and_embeds_exactly_with_the_chunking_tokenizer(demo_model) -> None:
     from pydoc_data.topics import topics
 
-    from transforms.chunking import _ChunkDocumentsFn
     from transforms.config import ChunkingConfig
-    from transforms.types import Chunk, Document
+    from transforms.types import Document
 
     plain = Tokenizer.from_file(f"{demo_model}/tokenizer.json")
     plain.no_truncation()
     plain.no_padding()
-    fn = _ChunkDocumentsFn(demo_model, ChunkingConfig(48, 8))
-    fn.setup()
-    assert fn._embedder is not None
-    window = fn._embedder.window_tokenizer
-    counted: list[tuple[str, list[int]]] = []
-    encode = window.encode
-
-    def checking(text, *args, **kwargs):
-        got = encode(text, *args, **kwargs)
-        counted.append((text, list(got.ids)))
-        return got
-
-    monkeypatch.setattr(window, "encode", checking)  # the process's shared model: undone after
+    tokenizer = ChunkingTokenizer.load(demo_model)
     documents = [Document(name, text) for name, text in sorted(topics.items())[:25]]
-    chunks = [c for d in documents for c in fn.process(d) if isinstance(c, Chunk)]
-    assert len(counted) > 2 * len(documents)
-    for text, ids in counted:
-        assert ids == plain.encode(text, add_special_tokens=False).ids, text[:60]
+    chunks = [c for d in documents for c in chunk_document(d, tokenizer, ChunkingConfig(48, 8))]
+    assert len(chunks) > 2 * len(documents)
+    for chunk in chunks:
+        assert chunk.token_ids is not None and chunk.token_ids.tokenizer == tokenizer.fingerprint
+        want = plain.encode(chunk.text, add_special_tokens=False).ids
+        assert chunk.token_ids.ids.tolist() == want, chunk.text[:60]
+        assert len(want) <= 48
     expected = StaticModel.from_pretrained(demo_model, force_download=False).encode(
         [c.text for c in chunks]
     )
-    np.testing.assert_allclose(fn._embedder.embed([c.text for c in chunks]), expected, atol=1e-6)
+    embedder = StaticEmbedder.load(demo_model)
+    got = embedder.embed([c.text for c in chunks], [c.token_ids for c in chunks])
+    np.testing.assert_allclose(got, expected, atol=1e-6)

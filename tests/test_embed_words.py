@@ -9,8 +9,8 @@ import pytest
 from tokenizers import Tokenizer
 
 from tests.test_embed_tokenizing import OTHER_CHARS, SHORTCUT_CHARS
-from transforms.tokenizing import ExactTokenizer
-from transforms.words import WordCache, splits_like
+from transforms.text.tokenizing import ExactTokenizer
+from transforms.text.words import WordCache, splits_like
 
 
 def _with(tokenizer: Tokenizer, **changes) -> Tokenizer:

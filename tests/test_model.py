@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from model2vec import StaticModel
 
-from transforms import ModelLoadError, QueryEncoder, StaticEmbedder
-from transforms.model import acquire_embedder, resolve_model_source
+from transforms import ChunkingTokenizer, ModelLoadError, QueryEncoder, StaticEmbedder
+from transforms.embedding import describe_model
+from transforms.model_files import ModelFiles, resolve_model_source
 
 TEXTS = [
     "How do I catch an exception?",
@@ -52,14 +53,58 @@ def test_embedding_does_not_touch_the_shared_tokenizer(tiny_model) -> None:
     before = tokenizer.truncation
     embedder.embed(TEXTS)
     assert tokenizer.truncation == before
-    assert embedder.window_tokenizer.truncation is None
 
 
-def test_a_process_loads_each_model_once(tiny_model, tiny_model_f16) -> None:
-    first = acquire_embedder(tiny_model)
-    assert acquire_embedder(tiny_model) is first
-    assert acquire_embedder(tiny_model_f16) is not first
-    assert acquire_embedder(tiny_model) is first
+def test_a_load_is_counted_once_by_the_model_it_made(tiny_model) -> None:
+    embedder = StaticEmbedder.load(tiny_model)
+    assert embedder.take_uncounted_load() == 1
+    assert embedder.take_uncounted_load() == 0
+    assert StaticEmbedder.load(tiny_model).take_uncounted_load() == 1  # a new load, its own count
+
+
+@pytest.mark.parametrize("model", ["tiny_model", "tiny_model_f16", "demo_model"])
+def test_the_model_files_say_what_the_loaded_model_says(model, request) -> None:
+    source = request.getfixturevalue(model)
+    embedder = StaticEmbedder.load(source)
+    described = describe_model(source)
+    assert described.fingerprint == embedder.fingerprint()
+    assert (described.dim, described.max_length) == (embedder.dim, embedder.max_length)
+    tokenizer = ChunkingTokenizer.load(source)
+    assert tokenizer.fingerprint == embedder.tokenizer_fingerprint
+    assert tokenizer.max_length == embedder.max_length
+    long_text = "import a module from a package " * 300
+    assert tokenizer.count_tokens(long_text) > (embedder.max_length or 0)  # never truncated
+
+
+def test_a_model_without_max_length_or_with_padding_keeps_its_fingerprint(
+    tiny_model, tmp_path
+) -> None:
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_model, tmp_path / "variant")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "max_length": None}))
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["padding"] = {
+        "strategy": "BatchLongest",
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": 0,
+        "pad_type_id": 0,
+        "pad_token": "[PAD]",
+    }
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    embedder = StaticEmbedder.load(str(folder))
+    assert embedder.max_length is None
+    assert describe_model(str(folder)).fingerprint == embedder.fingerprint()
+    assert ChunkingTokenizer.load(str(folder)).fingerprint == embedder.tokenizer_fingerprint
+
+
+def test_a_folder_without_model_files_is_refused_by_name(tmp_path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match="holds no Model2Vec model"):
+        ModelFiles.locate(str(tmp_path))
 
 
 def test_local_folder_and_hub_id_resolution(tiny_model, tmp_path) -> None:

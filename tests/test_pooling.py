@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from transforms.pooling import drop_token, flatten_ids, mean_pool
+from transforms.embedding.pooling import drop_token, flatten_ids, mean_pool
 
 RNG = np.random.default_rng(7)
 TABLE = RNG.normal(size=(50, 8)).astype(np.float32)

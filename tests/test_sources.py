@@ -22,7 +22,7 @@ from transforms import (
     match_files,
     metrics,
 )
-from transforms.sources import NoMatchError
+from transforms.io.sources import NoMatchError
 
 
 def read_all(config: SourceConfig) -> tuple[list[tuple], list[tuple], dict[str, int]]:

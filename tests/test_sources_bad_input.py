@@ -26,7 +26,7 @@ from transforms import (
     SourceConfig,
     metrics,
 )
-from transforms.formats import ReadTask, format_of, read_task
+from transforms.io.formats import ReadTask, format_of, read_task
 from transforms.types import DeadLetter
 
 MIB = 1024 * 1024

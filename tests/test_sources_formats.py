@@ -19,8 +19,8 @@ import zstandard
 from tests.test_sources import read_all
 from transforms import ConfigError, Document, SourceConfig, SourceFormat, match_files
 from transforms.config import DecodeErrors, DuplicateIds
-from transforms.formats import format_of, is_splittable
-from transforms.sources import resolve_duplicates
+from transforms.io.formats import format_of, is_splittable
+from transforms.io.sources import resolve_duplicates
 
 CSV_TEXT = (
     'id,title,text\r\n1,First,"a line\r\nand a quoted ""newline"", kept"\r\n2,Second,plain text\r\n'

@@ -17,9 +17,10 @@ from apache_beam.transforms.core import GroupByKey
 
 from tests.conftest import write_jsonl
 from tests.test_sources import read_all
-from transforms import ConfigError, ReadDocuments, SourceConfig, sources
+from transforms import ConfigError, ReadDocuments, SourceConfig
+from transforms.io import sources
 from transforms.config import DuplicateIds
-from transforms.sources import groups_by_id
+from transforms.io.sources import groups_by_id
 
 
 class _ShufflesAfterReading(PipelineVisitor):

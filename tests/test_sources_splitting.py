@@ -14,8 +14,8 @@ import pytest
 
 from tests.test_sources import read_all
 from transforms import SourceConfig
-from transforms.formats import ReadTask, read_task
-from transforms.splitting import count_range, iter_frames, number_ranges, plan_ranges
+from transforms.io.formats import ReadTask, read_task
+from transforms.io.splitting import count_range, iter_frames, number_ranges, plan_ranges
 from transforms.types import DeadLetter
 
 MIB = 1024 * 1024

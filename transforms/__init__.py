@@ -2,28 +2,30 @@
 
 Read documents, cut them into token windows, embed them and upsert them::
 
+    model = describe_model(MODEL)  # dimension and fingerprint, from the model's files
+    prepare_collection(target, dim=model.dim, fingerprint=model.fingerprint)  # once, first
     read = p | ReadDocuments(SourceConfig(patterns=("docs/**/*.md",)))
     chunks = read.documents | ChunkDocuments(MODEL)
-    written = chunks.chunks | EmbedChunks(MODEL) | WriteToMilvus(target, model=MODEL)
+    written = (
+        chunks.chunks
+        | EmbedChunks(MODEL)
+        | WriteToMilvus(target, dim=model.dim, fingerprint=model.fingerprint)
+    )
 
 and find the rows nearest to queries::
 
     hits = queries | EncodeQueries(MODEL) | SearchMilvus(target, top_k=5)
 
 Every step that can meet bad input has a ``dead_letters`` output.
+
+The sub-packages are layers, each importing only the ones below it:
+:mod:`transforms.io` (reading), :mod:`transforms.text` (chunking),
+:mod:`transforms.embedding` (Model2Vec, on top of ``text``) and
+:mod:`transforms.milvus` (the collection, the sink, search), over the shared
+``types``, ``config``, ``metrics`` and ``batch`` modules.
 """
 
 from transforms.batch import ChunkBatch
-from transforms.chunking import ChunkDocuments, token_windows
-from transforms.client import MilvusAuthError, MilvusConnectionError
-from transforms.collection import (
-    CollectionMismatchError,
-    RowCountMismatchError,
-    count_rows,
-    ensure_collection,
-    finish_collection,
-    prepare_collection,
-)
 from transforms.config import (
     ChunkingConfig,
     ConfigError,
@@ -38,11 +40,34 @@ from transforms.config import (
     WriteConfig,
     WriteMode,
 )
-from transforms.embed import EmbedChunks, EmbedOutput, EncodeQueries, Model2VecModelHandler
-from transforms.model import ModelLoadError, QueryEncoder, StaticEmbedder
-from transforms.search import SearchMilvus
-from transforms.sink import WriteToMilvus
-from transforms.sources import ReadDocuments, match_files
+from transforms.embedding import (
+    EmbedChunks,
+    EmbedOutput,
+    EncodeQueries,
+    Model2VecModelHandler,
+    QueryEncoder,
+    StaticEmbedder,
+    describe_model,
+)
+from transforms.io import ReadDocuments
+
+# Importable from here as before the sub-packages, but not part of the API above.
+from transforms.io import match_files as match_files
+from transforms.milvus import (
+    CollectionMismatchError,
+    MilvusAuthError,
+    MilvusConnectionError,
+    RowCountMismatchError,
+    SearchMilvus,
+    WriteToMilvus,
+    finish_collection,
+    prepare_collection,
+)
+from transforms.milvus import count_rows as count_rows
+from transforms.milvus.collection import ensure_collection as ensure_collection
+from transforms.model_files import ModelLoadError
+from transforms.text import ChunkDocuments, ChunkingTokenizer, chunk_document
+from transforms.text import token_windows as token_windows
 from transforms.types import (
     Chunk,
     DeadLetter,
@@ -50,14 +75,15 @@ from transforms.types import (
     EncodedQuery,
     SearchHit,
     SearchResult,
-    chunk_id,
 )
+from transforms.types import chunk_id as chunk_id
 
 __all__ = [
     "Chunk",
     "ChunkBatch",
     "ChunkDocuments",
     "ChunkingConfig",
+    "ChunkingTokenizer",
     "CollectionMismatchError",
     "ConfigError",
     "DeadLetter",
@@ -88,11 +114,8 @@ __all__ = [
     "WriteConfig",
     "WriteMode",
     "WriteToMilvus",
-    "chunk_id",
-    "count_rows",
-    "ensure_collection",
+    "chunk_document",
+    "describe_model",
     "finish_collection",
-    "match_files",
     "prepare_collection",
-    "token_windows",
 ]

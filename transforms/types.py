@@ -16,14 +16,19 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEAD_LETTERS",
     "Chunk",
     "DeadLetter",
     "Document",
     "EncodedQuery",
     "SearchHit",
     "SearchResult",
+    "TokenIds",
     "chunk_id",
 ]
+
+DEAD_LETTERS = "dead_letters"
+"""The output tag of every step's dead letters (records it could not handle)."""
 
 # Enough of a bad record to find it again; the whole record may be megabytes.
 _DEAD_LETTER_PREVIEW_CHARS = 500
@@ -48,6 +53,23 @@ class Document:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class TokenIds:
+    """A text's token ids, and the tokenizer that made them.
+
+    Chunking counts each window's tokens; the ids it counted travel with the
+    chunk, so that embedding it with the same model's tokenizer (same
+    fingerprint) does not tokenize it again. Any other embedder ignores them.
+
+    Attributes:
+      tokenizer: Fingerprint of the tokenizer (its settings included).
+      ids: The ids, as ``int32``, without special tokens.
+    """
+
+    tokenizer: str
+    ids: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Chunk:
     """A window of a document's text, and its embedding once it has one.
 
@@ -60,6 +82,8 @@ class Chunk:
       end: Offset one past the last character of ``text`` in the document.
       metadata: The document's metadata.
       embedding: ``float32`` vector, or ``None`` before embedding.
+      token_ids: The ids chunking counted the text with, if any: a cache for
+        the embedder, not part of the chunk's value (equality ignores it).
     """
 
     id: str
@@ -70,13 +94,24 @@ class Chunk:
     end: int
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     embedding: np.ndarray | None = None
+    token_ids: TokenIds | None = None
+
+    def _value(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.document_id,
+            self.index,
+            self.text,
+            self.start,
+            self.end,
+            self.metadata,
+        )
 
     def __eq__(self, other: object) -> bool:
         # numpy arrays do not compare to a single bool; compare them as lists.
         if not isinstance(other, Chunk):
             return NotImplemented
-        mine, theirs = dataclasses.astuple(self)[:-1], dataclasses.astuple(other)[:-1]
-        if mine != theirs:
+        if self._value() != other._value():
             return False
         if self.embedding is None or other.embedding is None:
             return self.embedding is other.embedding

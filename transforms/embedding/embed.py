@@ -5,8 +5,8 @@ exactly the model, tokenizer and normalisation that embedded the documents.
 RunInference batches the elements, loads the model in ``setup()`` once per
 worker process, and shares it between the process's threads.
 
-What it costs: per batch, one tokenizer call (skipped for the chunks whose
-windows chunking just counted in the same process, see
+What it costs: per batch, one tokenizer call (skipped for the chunks that
+carry the token ids chunking counted them with, see
 ``StaticEmbedder.embed``) and one gather-and-sum per text; per chunk, a few
 microseconds of Python to batch it. ``EmbedChunks`` can emit each batch as one
 :class:`~transforms.batch.ChunkBatch` (``output=EmbedOutput.BATCHES``), which
@@ -26,7 +26,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from transforms import metrics
 from transforms.batch import ChunkBatch
-from transforms.model import StaticEmbedder, acquire_embedder, count_model_loads
+from transforms.embedding.model import StaticEmbedder
 from transforms.types import Chunk, EncodedQuery
 
 __all__ = ["EmbedChunks", "EmbedOutput", "EncodeQueries", "Model2VecModelHandler"]
@@ -40,6 +40,17 @@ class EmbedOutput(str, enum.Enum):
     BATCHES = "batches"
     """One :class:`~transforms.batch.ChunkBatch` per inference batch: for a
     sink that writes batches (``WriteToMilvus``), with nothing made per chunk."""
+
+
+def count_model_load(model: StaticEmbedder) -> None:
+    """Adds the model's load to the ``model_loads`` counter, the first time only.
+
+    Called while a bundle is processed, where Beam counts metrics (not in
+    ``setup()``, where the model is loaded).
+    """
+    loads = model.take_uncounted_load()
+    if loads:
+        metrics.counter(metrics.MODEL_LOADS).inc(loads)
 
 
 class Model2VecModelHandler(ModelHandler[str, PredictionResult, StaticEmbedder]):
@@ -64,7 +75,8 @@ class Model2VecModelHandler(ModelHandler[str, PredictionResult, StaticEmbedder])
         return self._model
 
     def load_model(self) -> StaticEmbedder:
-        return acquire_embedder(self._model)
+        """Loads the model; RunInference calls it once per worker process."""
+        return StaticEmbedder.load(self._model)
 
     def run_inference(
         self,
@@ -72,7 +84,7 @@ class Model2VecModelHandler(ModelHandler[str, PredictionResult, StaticEmbedder])
         model: StaticEmbedder,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
-        count_model_loads(self._model)
+        count_model_load(model)
         vectors = model.embed(list(batch))
         return [
             PredictionResult(text, vector, self._model)
@@ -105,12 +117,13 @@ class _ChunkEmbeddingHandler(ModelHandler[Chunk, Any, StaticEmbedder]):
         model: StaticEmbedder,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[Chunk | ChunkBatch]:
-        count_model_loads(self._texts.model_source)
-        vectors = model.embed([chunk.text for chunk in batch])
+        count_model_load(model)
+        vectors = model.embed([chunk.text for chunk in batch], [c.token_ids for c in batch])
         if self._output is EmbedOutput.BATCHES:
             return [ChunkBatch(tuple(batch), vectors)]
         return [
-            dataclasses.replace(chunk, embedding=v) for chunk, v in zip(batch, vectors, strict=True)
+            dataclasses.replace(chunk, embedding=v, token_ids=None)
+            for chunk, v in zip(batch, vectors, strict=True)
         ]
 
     def get_num_bytes(self, batch: Sequence[Chunk]) -> int:

@@ -2,9 +2,9 @@
 
 A model source is a Hugging Face id (``minishlab/potion-base-8M``), a local
 folder, or an fsspec URL of a folder (``gs://bucket/models/potion``), which is
-copied once to a local cache on each machine. Within a process the model is
-loaded once and shared by every thread and every step that asks for the same
-source (chunking needs its tokenizer, embedding its vectors).
+copied once to a local cache on each machine (see
+:mod:`transforms.model_files`). Within a worker process, RunInference loads the
+model once and shares it between threads (``apache_beam.utils.shared``).
 
 :class:`StaticEmbedder` computes the same vectors as ``StaticModel.encode``
 (float32, whatever the stored dtype), with none of the things that hurt in a
@@ -14,213 +14,75 @@ change to the shared tokenizer's state on each call.
 
 from __future__ import annotations
 
-import collections
-import hashlib
-import json
+import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from apache_beam.utils import shared
 
-from transforms import metrics
-from transforms.pooling import drop_token, flatten_ids, mean_pool
-from transforms.tokenizing import ExactTokenizer, TokenizedText, plain_text
+from transforms.embedding.pooling import drop_token, flatten_ids, mean_pool
+from transforms.model_files import (
+    ModelFiles,
+    ModelLoadError,
+    resolve_model_source,
+    tokenizer_fingerprint,
+    vectors_fingerprint,
+)
+from transforms.text.tokenizing import ExactTokenizer
+from transforms.types import TokenIds
 
 __all__ = [
+    "ModelDescription",
     "ModelLoadError",
     "QueryEncoder",
     "StaticEmbedder",
-    "acquire_embedder",
-    "count_model_loads",
-    "resolve_model_source",
+    "describe_model",
 ]
 
 _LOGGER = logging.getLogger(__name__)
 
-_CACHE_ENV = "MILVUS_INGEST_MODEL_CACHE"
-_DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "milvus-ingest", "models")
+
+@dataclasses.dataclass(frozen=True)
+class ModelDescription:
+    """What the launcher needs to know of a model, read from its files.
+
+    Attributes:
+      source: The model source, as given.
+      dim: Vector dimension.
+      max_length: Tokens the model reads of a text at most (``None``: all).
+      fingerprint: What identifies the vectors the model makes; stored on the
+        collection (see ``prepare_collection``).
+    """
+
+    source: str
+    dim: int
+    max_length: int | None
+    fingerprint: Mapping[str, Any]
 
 
-class ModelLoadError(RuntimeError):
-    """The model could not be found or loaded; the message names the source."""
+def describe_model(source: str, *, cache_dir: str | None = None) -> ModelDescription:
+    """Reads a model's dimension, ``max_length`` and fingerprint from its files.
 
-
-def _is_url(source: str) -> bool:
-    return "://" in source and not source.startswith("file://")
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~", "file://")) or os.sep in source.replace("/", "", 1)
-
-
-def resolve_model_source(source: str, cache_dir: str | None = None) -> str:
-    """Returns a local folder, or a Hugging Face id, to load ``source`` from.
-
-    A local folder is used as it is; an fsspec URL is copied to
-    ``cache_dir`` (default ``$MILVUS_INGEST_MODEL_CACHE`` or
-    ``~/.cache/milvus-ingest/models``) once per machine; anything else is taken
-    as a Hugging Face id.
+    Cheaper than loading it (no ``StaticModel`` is built): what a launcher
+    calls once to prepare the collection and hand the sink its dimension.
+    The fingerprint equals :meth:`StaticEmbedder.fingerprint` of the loaded
+    model.
 
     Raises:
-      ModelLoadError: the folder does not exist, or the URL cannot be copied.
+      ModelLoadError: the model's files cannot be found or read.
     """
-    if not source:
-        raise ModelLoadError("model source is empty: give a Hugging Face id, a folder or a URL.")
-    if _is_url(source):
-        return _stage_remote_folder(source, cache_dir or os.environ.get(_CACHE_ENV, _DEFAULT_CACHE))
-    path = os.path.expanduser(source.removeprefix("file://"))
-    if os.path.isdir(path):
-        return path
-    if os.path.exists(path) or _looks_like_path(source):
-        raise ModelLoadError(
-            f"model source {source!r} is not a folder with a Model2Vec model "
-            "(config.json, model.safetensors, tokenizer.json); check the path."
-        )
-    return source
-
-
-def _stage_remote_folder(url: str, cache_dir: str) -> str:
-    """Copies a remote model folder to a local cache; safe across processes."""
-    import fsspec
-
-    target = os.path.join(cache_dir, hashlib.sha256(url.encode()).hexdigest()[:24])
-    if os.path.isdir(target):
-        return target
-    os.makedirs(cache_dir, exist_ok=True)
-    try:
-        fs, root = fsspec.core.url_to_fs(url)
-        files = [f for f in fs.find(root) if not f.endswith("/")]
-        if not files:
-            raise FileNotFoundError(f"no files under {url}")
-        staging = tempfile.mkdtemp(dir=cache_dir, prefix=".staging-")
-        for remote in files:
-            local = os.path.join(staging, os.path.relpath(remote, root.rstrip("/")))
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            fs.get_file(remote, local)
-    except Exception as e:  # fsspec backends raise their own error types
-        raise ModelLoadError(f"could not copy the model from {url!r}: {e}") from e
-    try:
-        os.rename(staging, target)
-    except OSError:
-        # Another process finished first; its copy is as good as ours.
-        shutil.rmtree(staging, ignore_errors=True)
-    _LOGGER.info("Staged model %s to %s", url, target)
-    return target
-
-
-class _WindowTokenizer:
-    """The window tokenizer: chunking's, remembering the windows it counted.
-
-    Chunking tokenizes a document (for its offsets), then counts the tokens
-    of each window it considers by encoding the window's text (see
-    ``transforms.chunking``). Two things make that cheaper, and both give
-    exactly what the tokenizer gives:
-
-    * A window cut between words of the document it was cut from is answered
-      from the document's own tokens (see
-      :class:`~transforms.tokenizing.TokenizedText`), without tokenizing it.
-    * Each window's ids (``int32``, about 1 KB) are remembered in a bounded
-      first-in-first-out table, and :meth:`StaticEmbedder.embed` takes a
-      text's ids from there instead of tokenizing it again: embedding a chunk
-      right after chunking tokenizes nothing. A text not found (another
-      process chunked it, or it was pushed out) is tokenized as usual.
-
-    Everything else is the ``tokenizers.Tokenizer`` it wraps.
-    """
-
-    def __init__(
-        self, tokenizer: ExactTokenizer, *, max_tokens: int | None, max_chars: int | None
-    ) -> None:
-        self._tokenizer = tokenizer
-        self._max_tokens = max_tokens
-        self._max_chars = max_chars
-        self._remembered: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
-        self._last = threading.local()  # the last document each thread tokenized
-
-    def encode(
-        self,
-        sequence: Any,
-        pair: Any = None,
-        is_pretokenized: bool = False,
-        add_special_tokens: bool = True,
-    ) -> Any:
-        plain = plain_text(sequence, pair, is_pretokenized, add_special_tokens)
-        if plain is None:
-            return self._tokenizer.encode(sequence, pair, is_pretokenized, add_special_tokens)
-        document: TokenizedText | None = getattr(self._last, "document", None)
-        if document is not None and len(sequence) <= len(document.text):
-            ids = document.stretch_ids(sequence)
-            if ids is not None:
-                self._remember(sequence, ids)
-                return _Window(sequence, ids, self._tokenizer)
-        encoding, tokenized = self._tokenizer.tokenize_text(sequence)
-        if tokenized is not None:
-            self._last.document = tokenized
-        if self._fits(sequence, len(encoding)):
-            self._remember(sequence, encoding.ids)
-        return encoding
-
-    def _fits(self, text: str, tokens: int) -> bool:
-        """Whether the model reads the whole text, so that its ids are the model's too."""
-        return (self._max_chars is None or len(text) <= self._max_chars) and (
-            self._max_tokens is None or tokens <= self._max_tokens
-        )
-
-    def _remember(self, text: str, ids: np.ndarray) -> None:
-        if not self._fits(text, len(ids)):
-            return
-        with self._lock:
-            self._remembered[text] = ids
-            if len(self._remembered) > _REMEMBERED_TEXTS:
-                del self._remembered[next(iter(self._remembered))]
-
-    def recall(self, text: str) -> np.ndarray | None:
-        """The ids of ``text`` if it was encoded lately."""
-        with self._lock:
-            return self._remembered.get(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tokenizer, name)
-
-
-class _Window:
-    """What encoding a window gives when its ids came from its document:
-    ``ids`` at once; anything else (offsets, tokens) by tokenizing it."""
-
-    __slots__ = ("_encoding", "_ids", "_text", "_tokenizer")
-
-    def __init__(self, text: str, ids: np.ndarray, tokenizer: ExactTokenizer) -> None:
-        self._text = text
-        self._ids = ids
-        self._tokenizer = tokenizer
-        self._encoding: Any = None
-
-    @property
-    def ids(self) -> list[int]:
-        ids: list[int] = self._ids.tolist()
-        return ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __getattr__(self, name: str) -> Any:
-        if self._encoding is None:
-            self._encoding = self._tokenizer.encode(self._text, add_special_tokens=False)
-        return getattr(self._encoding, name)
-
-
-# Texts remembered per process: more than the texts chunked between a chunk's
-# cut and its embedding (RunInference batches of up to a few hundred chunks,
-# a few counts per chunk), at about 1 KB each.
-_REMEMBERED_TEXTS = 8192
+    files = ModelFiles.locate(source, cache_dir=cache_dir)
+    fingerprint = files.fingerprint()
+    return ModelDescription(
+        source=source,
+        dim=int(fingerprint["dim"]),
+        max_length=files.max_length,
+        fingerprint=fingerprint,
+    )
 
 
 class StaticEmbedder:
@@ -231,8 +93,6 @@ class StaticEmbedder:
     """
 
     def __init__(self, model: Any, source: str) -> None:
-        from tokenizers import Tokenizer
-
         self.source = source
         self._model = model
         # The table stays in its stored dtype (int8 rows are a quarter of the
@@ -250,20 +110,12 @@ class StaticEmbedder:
         )
         self.normalize = bool(model.normalize)
         self.max_length: int | None = model.max_length
-        # Chunking counts every token, so it gets its own tokenizer without
-        # truncation; the model's own one keeps the truncation encode uses.
-        window_tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
-        window_tokenizer.no_truncation()
-        window_tokenizer.no_padding()
-        self.window_tokenizer = _WindowTokenizer(
-            ExactTokenizer(window_tokenizer), max_tokens=self.max_length, max_chars=self._max_chars
-        )
         # The model's own tokenizer, with the truncation encode uses; its
         # settings are copied once and never changed.
         self._tokenizer = ExactTokenizer(model.tokenizer)
-        self.tokenizer_fingerprint = hashlib.sha256(
-            model.tokenizer.to_str().encode("utf-8")
-        ).hexdigest()[:16]
+        self.tokenizer_fingerprint = tokenizer_fingerprint(model.tokenizer)
+        self._uncounted_loads = 0
+        self._loads_lock = threading.Lock()
 
     @classmethod
     def load(cls, source: str, *, cache_dir: str | None = None) -> StaticEmbedder:
@@ -282,6 +134,7 @@ class StaticEmbedder:
         except Exception as e:  # model2vec and huggingface_hub raise many types
             raise ModelLoadError(f"could not load the Model2Vec model {source!r}: {e}") from e
         embedder = cls(model, source)
+        embedder._uncounted_loads = 1
         _LOGGER.info(
             "Loaded Model2Vec model %s (dim %d, normalize=%s) in %.2fs in process %d",
             source,
@@ -297,40 +150,55 @@ class StaticEmbedder:
         return int(self._table.shape[1])
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the vectors this model makes, for the collection."""
-        # The hash of the float32 table, a block of rows at a time.
-        digest = hashlib.sha256()
-        for start in range(0, len(self._table), 4096):
-            digest.update(np.ascontiguousarray(self._table[start : start + 4096], np.float32).data)
-        if self._weights is not None:
-            digest.update(self._weights.tobytes())
+        """What identifies the vectors this model makes, for the collection.
+
+        Equal to what :func:`describe_model` reads from the model's files.
+        """
         return {
             "model": self.source,
             "dim": self.dim,
             "normalize": self.normalize,
             "max_length": self.max_length,
-            "vectors_sha256": digest.hexdigest()[:16],
+            "vectors_sha256": vectors_fingerprint(self._table, self._weights),
             "tokenizer_sha256": self.tokenizer_fingerprint,
         }
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def take_uncounted_load(self) -> int:
+        """1 the first time it is asked after :meth:`load` made this model, then 0.
+
+        A worker loads the model in a DoFn's ``setup()``, where Beam counts no
+        metric; the first batch it embeds counts the load (the
+        ``model_loads`` counter). Kept on the model itself, so a long-lived
+        worker that runs job after job counts each job's own loads.
+        """
+        if not self._uncounted_loads:
+            return 0
+        with self._loads_lock:
+            loads, self._uncounted_loads = self._uncounted_loads, 0
+        return loads
+
+    def embed(
+        self, texts: Sequence[str], token_ids: Sequence[TokenIds | None] | None = None
+    ) -> np.ndarray:
         """Embeds texts as ``StaticModel.encode`` would, as a float32 array.
 
-        Cost: tokenizing is most of it. Texts that :attr:`window_tokenizer`
-        encoded lately (the windows chunking just cut) are not tokenized
-        again; the others are tokenized in one call (see
-        :mod:`transforms.tokenizing`), which the tokenizer spreads over the
-        machine's cores. Pooling is one gather and one sum per text (see
-        :mod:`transforms.pooling`); no thread pool of our own.
+        Cost: tokenizing is most of it. A text whose ``token_ids`` are given
+        (chunking counted them, see ``transforms.text.chunk_document``) is
+        not tokenized again when they are this model's tokenizer's and the
+        text is short enough that ``encode`` would not cut it; the others are
+        tokenized in one call (see :mod:`transforms.text.tokenizing`). Pooling
+        is one gather and one sum per text (see
+        :mod:`transforms.embedding.pooling`); no thread pool of our own.
 
         Args:
           texts: The texts; empty ones get a zero vector.
+          token_ids: For each text, its ids if known, else ``None``.
 
         Returns:
           An array of shape ``(len(texts), dim)``.
         """
-        token_ids = self._token_ids(texts)
-        flat, lengths = flatten_ids(token_ids)
+        ids = self._token_ids(texts, token_ids)
+        flat, lengths = flatten_ids(ids)
         if self._unk_id is not None:
             # model2vec drops the unknown token (it matters for word-level vocabularies).
             flat, lengths = drop_token(flat, lengths, self._unk_id)
@@ -343,75 +211,39 @@ class StaticEmbedder:
             normalize=self.normalize,
         )
 
-    def _token_ids(self, texts: Sequence[str]) -> list[np.ndarray | list[int]]:
+    def _known_ids(self, text: str, known: TokenIds | None) -> np.ndarray | None:
+        """``known``'s ids if they are what this model's ``encode`` reads of ``text``."""
+        if known is None or known.tokenizer != self.tokenizer_fingerprint:
+            return None
+        if self._max_chars is not None and len(text) > self._max_chars:
+            return None  # encode cuts the text first, then tokenizes
+        if self.max_length is not None and len(known.ids) > self.max_length:
+            return None  # encode truncates
+        return known.ids
+
+    def _token_ids(
+        self, texts: Sequence[str], known: Sequence[TokenIds | None] | None
+    ) -> list[np.ndarray | list[int]]:
         """Each text's ids as the model's tokenizer gives them (truncated as encode does)."""
-        limit = self._max_chars
-        if limit is not None:
-            texts = [t if len(t) <= limit else t[:limit] for t in texts]
-        recall = self.window_tokenizer.recall
         token_ids: list[np.ndarray | list[int]] = []
         missing: list[int] = []
         for i, text in enumerate(texts):
-            ids = recall(text)
+            ids = None if known is None else self._known_ids(text, known[i])
             if ids is None:
                 missing.append(i)
                 token_ids.append([])
             else:
                 token_ids.append(ids)
         if missing:
-            # Truncated at max_length, as encode does.
-            found = self._tokenizer.token_ids([texts[i] for i in missing])
+            # Cut to max_length * median token length characters, then
+            # truncated at max_length tokens, as encode does.
+            limit = self._max_chars
+            found = self._tokenizer.token_ids(
+                [texts[i] if limit is None else texts[i][:limit] for i in missing]
+            )
             for i, text_ids in zip(missing, found, strict=True):
                 token_ids[i] = text_ids
         return token_ids
-
-
-# One model per source per process, shared by threads and by steps. A Shared
-# handle keeps one object, so each source gets a handle of its own.
-_HANDLES: dict[str, shared.Shared] = {}
-_HANDLES_LOCK = threading.Lock()
-
-
-def acquire_embedder(source: str) -> StaticEmbedder:
-    """Returns this process's model for ``source``, loading it on first use.
-
-    The model lives as long as some caller (a DoFn, say) holds it. A load in
-    a worker adds one to the ``model_loads`` counter.
-    """
-    with _HANDLES_LOCK:
-        handle = _HANDLES.setdefault(source, shared.Shared())
-    return handle.acquire(lambda: _load_counted(source))
-
-
-# Loads not yet added to the model_loads counter, by source. A worker loads
-# the model in a DoFn's setup(), where Beam counts no metric; the first batch
-# embedded in the process with that source adds them (see count_model_loads).
-# Kept by source because a long-lived worker (Dask, a portable worker pool)
-# runs job after job: a load that no batch of its own job counted must not be
-# counted by a later job of another model. The launcher's own load (to check
-# the model before the run) is counted by no pipeline.
-_uncounted_loads: collections.Counter[str] = collections.Counter()
-_uncounted_lock = threading.Lock()
-
-
-def _load_counted(source: str) -> StaticEmbedder:
-    embedder = StaticEmbedder.load(source)
-    with _uncounted_lock:
-        _uncounted_loads[source] += 1
-    return embedder
-
-
-def count_model_loads(source: str) -> None:
-    """Adds this process's loads of ``source`` to the ``model_loads`` counter, once.
-
-    Call it where Beam counts metrics (while processing a bundle).
-    """
-    if not _uncounted_loads.get(source):
-        return
-    with _uncounted_lock:
-        loads = _uncounted_loads.pop(source, 0)
-    if loads:
-        metrics.counter(metrics.MODEL_LOADS).inc(loads)
 
 
 class QueryEncoder:
@@ -454,8 +286,3 @@ class QueryEncoder:
 
     def __repr__(self) -> str:
         return f"QueryEncoder({self.model_source!r})"
-
-
-def fingerprint_json(fingerprint: dict[str, Any]) -> str:
-    """The fingerprint as stored on a collection: compact, sorted JSON."""
-    return json.dumps(fingerprint, sort_keys=True, separators=(",", ":"))

@@ -40,9 +40,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from transforms.config import DecodeErrors, SourceConfig, SourceFormat
-from transforms.files import open_binary, strip_compression
-from transforms.jsonarray import iter_elements
-from transforms.splitting import Frame, iter_frames, read_bounded
+from transforms.io.files import open_binary, strip_compression
+from transforms.io.jsonarray import iter_elements
+from transforms.io.splitting import UTF8_BOM, Frame, iter_frames, read_bounded
 from transforms.types import DeadLetter, Document
 
 __all__ = [
@@ -61,7 +61,6 @@ Read = tuple[int, Document] | DeadLetter
 or element), which orders copies of one id; or a dead letter."""
 
 _STAGE = "read"
-_BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH_ROWS = 256
 
 _BY_SUFFIX = {
@@ -343,7 +342,7 @@ def _read_text(task: ReadTask, config: SourceConfig, progress: _Progress) -> Ite
             "or split the file",
         )
         return
-    bom = len(_BOM) if data.startswith(_BOM) else 0
+    bom = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     decoded = _decode(data[bom:], config)
     if isinstance(decoded, UnicodeDecodeError):
         yield DeadLetter.of(
@@ -400,7 +399,7 @@ def _read_jsonl(task: ReadTask, config: SourceConfig, progress: _Progress) -> It
             if frame.data is None:
                 yield DeadLetter.of(_STAGE, where, _oversized(frame.size, config))
                 continue
-            data = frame.data.removeprefix(_BOM) if frame.offset == 0 else frame.data
+            data = frame.data.removeprefix(UTF8_BOM) if frame.offset == 0 else frame.data
             if data.strip():
                 read = _parse_json_object(data, where, config, "line")
                 yield read if isinstance(read, DeadLetter) else (frame.line, read)
@@ -434,7 +433,9 @@ def _csv_header(
     ``None`` for a blank line before the header."""
     if frame.data is None:
         return "the header row is " + _oversized(frame.size, config).removeprefix("record is ")
-    decoded = _decode(frame.data.removeprefix(_BOM) if frame.offset == 0 else frame.data, config)
+    decoded = _decode(
+        frame.data.removeprefix(UTF8_BOM) if frame.offset == 0 else frame.data, config
+    )
     if isinstance(decoded, UnicodeDecodeError):
         return "the header row has " + _invalid_utf8(decoded, "row")
     if not decoded.strip():

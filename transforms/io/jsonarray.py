@@ -21,11 +21,10 @@ import re
 from collections.abc import Iterator
 from typing import IO
 
-from transforms.splitting import BLOCK_BYTES, read_bounded
+from transforms.io.splitting import BLOCK_BYTES, UTF8_BOM, read_bounded
 
 __all__ = ["Element", "iter_elements"]
 
-_BOM = b"\xef\xbb\xbf"
 
 _JSON_STRUCTURE = re.compile(rb'[\[\]{},"\\]')
 _JSON_STRING_END = re.compile(rb'["\\]')
@@ -162,7 +161,7 @@ def iter_elements(f: IO[bytes], max_record_bytes: int) -> Iterator[Element]:
                 if head.strip(_WHITESPACE):
                     yield from _single_value(head, f, max_record_bytes)
                 return
-            head = (head + block).removeprefix(_BOM).lstrip(_WHITESPACE)
+            head = (head + block).removeprefix(UTF8_BOM).lstrip(_WHITESPACE)
             if not head:
                 continue
             if not head.startswith(b"["):

@@ -9,11 +9,11 @@ What it costs:
 
 * Patterns are expanded once (one listing per pattern), files are spread
   over workers, and each file is streamed in bounded memory (see
-  :mod:`transforms.formats`).
+  :mod:`transforms.io.formats`).
 * An uncompressed JSONL, CSV/TSV or Parquet file larger than
   ``source.split_bytes`` is read as byte ranges by many workers; line-oriented
   ones are read twice for that, once to count lines (see
-  :mod:`transforms.splitting`). A compressed file is read by one worker.
+  :mod:`transforms.io.splitting`). A compressed file is read by one worker.
 * With an ``id_field`` and the ``duplicate_ids`` policies ``keep_last``
   (the default), ``keep_first`` and ``dead_letter``, documents are grouped by
   id (one shuffle of the whole corpus) so that an id seen twice is resolved
@@ -48,12 +48,11 @@ from transforms.config import (
     SourceConfig,
     SourceFormat,
 )
-from transforms.formats import ReadTask, format_of, is_splittable, read_task
-from transforms.splitting import count_range, number_ranges, plan_ranges
-from transforms.types import DeadLetter, Document
+from transforms.io.formats import ReadTask, format_of, is_splittable, read_task
+from transforms.io.splitting import count_range, number_ranges, plan_ranges
+from transforms.types import DEAD_LETTERS, DeadLetter, Document
 
 __all__ = [
-    "DEAD_LETTERS",
     "DOCUMENTS",
     "NoMatchError",
     "ReadDocuments",
@@ -64,7 +63,6 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 DOCUMENTS = "documents"
-DEAD_LETTERS = "dead_letters"
 
 
 _TO_COUNT = "to_count"

@@ -36,12 +36,16 @@ from typing import IO
 
 __all__ = [
     "BLOCK_BYTES",
+    "UTF8_BOM",
     "Frame",
     "count_range",
     "iter_frames",
     "number_ranges",
     "plan_ranges",
 ]
+
+UTF8_BOM = b"\xef\xbb\xbf"
+"""The byte-order mark some tools write at the start of UTF-8 files."""
 
 BLOCK_BYTES = 1024 * 1024
 """How much of a file is read at a time."""

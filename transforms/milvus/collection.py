@@ -5,7 +5,10 @@ starts (create, drop or check the collection as the write mode says; a
 collection that does not fit the run stops it here, with a message that says
 what differs and what to do), and :func:`finish_collection` after the last
 write (one flush, the row count checked, optionally the index awaited and the
-collection loaded). Workers only write.
+collection loaded). Workers only write: ``WriteToMilvus`` never calls these,
+so a pipeline must call :func:`prepare_collection` itself before it runs.
+Calls that may meet a restarting server at the end of a run are retried under
+the run's :class:`~transforms.milvus.retry.RetryPolicy`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from transforms.client import TRANSIENT, connect, error_kind
 from transforms.config import MilvusTarget, WriteConfig, WriteMode
-from transforms.rows import (
+from transforms.milvus.client import connect
+from transforms.milvus.retry import RetryPolicy
+from transforms.milvus.rows import (
     DOCUMENT_ID_MAX_LENGTH,
     FIELD_CHUNK_INDEX,
     FIELD_DOCUMENT_ID,
@@ -42,8 +46,6 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 FINGERPRINT_PROPERTY = "milvus_ingest.model"
 _COMPARED_FINGERPRINT_KEYS = ("dim", "normalize", "vectors_sha256", "tokenizer_sha256")
@@ -85,7 +87,11 @@ def _schema(client: Any, dim: int, config: WriteConfig) -> Any:
 
 
 def _create(
-    client: Any, target: MilvusTarget, dim: int, fingerprint: Mapping[str, Any], config: WriteConfig
+    client: Any,
+    target: MilvusTarget,
+    dim: int,
+    fingerprint: Mapping[str, Any] | None,
+    config: WriteConfig,
 ) -> None:
     index_params = client.prepare_index_params()
     index_params.add_index(
@@ -94,11 +100,14 @@ def _create(
         metric_type=config.index.metric_type,
         params=dict(config.index.params),
     )
+    properties = {}
+    if fingerprint is not None:
+        properties[FINGERPRINT_PROPERTY] = json.dumps(dict(fingerprint), sort_keys=True)
     client.create_collection(
         target.collection,
         schema=_schema(client, dim, config),
         consistency_level="Strong",
-        properties={FINGERPRINT_PROPERTY: json.dumps(dict(fingerprint), sort_keys=True)},
+        properties=properties,
     )
     client.create_index(target.collection, index_params)
     # Loading even an empty collection takes seconds on a server: it goes on
@@ -111,16 +120,25 @@ def prepare_collection(
     target: MilvusTarget,
     *,
     dim: int,
-    fingerprint: Mapping[str, Any],
+    fingerprint: Mapping[str, Any] | None,
     config: WriteConfig = WriteConfig(),
 ) -> CollectionState:
     """Makes the collection ready for the run, as ``config.mode`` says.
 
+    Call it once on the launcher, before the pipeline runs, with the ``dim``
+    and ``fingerprint`` given to :class:`~transforms.milvus.sink.WriteToMilvus`:
+    the sink never creates, drops or checks the collection itself. It costs a
+    few calls to Milvus (and, for a collection that exists, a ``count(*)``,
+    which loads it if it is not loaded).
+
     Args:
       target: Where to write.
-      dim: The model's vector dimension.
-      fingerprint: What identifies the model (``StaticEmbedder.fingerprint()``);
-        stored on a new collection, compared with an existing one's.
+      dim: The vector dimension.
+      fingerprint: What made the vectors (``StaticEmbedder.fingerprint()``):
+        stored on a new collection, compared with an existing one's, so that
+        vectors of two models never share a collection. ``None`` stores none
+        and compares none, for vectors from elsewhere; only the dimension and
+        schema are checked then.
       config: The write mode, field sizes and the index to create.
 
     Returns:
@@ -161,7 +179,7 @@ def ensure_collection(
     target: MilvusTarget,
     *,
     dim: int,
-    fingerprint: Mapping[str, Any],
+    fingerprint: Mapping[str, Any] | None,
     config: WriteConfig = WriteConfig(),
 ) -> bool:
     """Creates the collection if missing, else checks it; True if created."""
@@ -178,10 +196,15 @@ def check_collection(
     target: MilvusTarget,
     *,
     dim: int,
-    fingerprint: Mapping[str, Any],
+    fingerprint: Mapping[str, Any] | None,
     config: WriteConfig,
 ) -> None:
-    """Raises :class:`CollectionMismatchError` saying how the collection differs."""
+    """Raises :class:`CollectionMismatchError` saying how the collection differs.
+
+    Checks the fields and their types, the vector dimension, the VARCHAR
+    lengths, the index metric and, unless ``fingerprint`` is ``None``, the
+    fingerprint stored on the collection (if it has one).
+    """
     description = client.describe_collection(target.collection)
     fields = {f["name"]: f for f in description.get("fields", [])}
     problems = []
@@ -209,7 +232,7 @@ def check_collection(
     existing_dim = int(params[FIELD_VECTOR].get("dim", -1))
     if existing_dim != dim:
         problems.append(
-            f"holds {existing_dim}-dimensional vectors, the model makes {dim}-dimensional ones"
+            f"holds {existing_dim}-dimensional vectors, this run writes {dim}-dimensional ones"
         )
     for name, wanted in (
         (FIELD_TEXT, config.text_max_length),
@@ -229,7 +252,7 @@ def check_collection(
             "(set write.index.metric_type to match)"
         )
     stored = description.get("properties", {}).get(FINGERPRINT_PROPERTY)
-    if stored:
+    if stored and fingerprint is not None:
         stored_fp = json.loads(stored)
         differs = [k for k in _COMPARED_FINGERPRINT_KEYS if stored_fp.get(k) != fingerprint.get(k)]
         if differs:
@@ -300,21 +323,6 @@ def require_collection(target: MilvusTarget) -> None:
         client.close()
 
 
-def _with_retries(what: str, call: Callable[[], T], timeout_s: float = 120.0) -> T:
-    """Calls ``call``, retrying transient errors (a server that restarts) for a while."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.5
-    while True:
-        try:
-            return call()
-        except Exception as e:
-            if error_kind(e) != TRANSIENT or time.monotonic() + delay > deadline:
-                raise
-            _LOGGER.warning("%s failed, retrying in %.1fs: %s", what, delay, e)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-
 def finish_collection(
     target: MilvusTarget,
     state: CollectionState,
@@ -330,7 +338,10 @@ def finish_collection(
       state: What :func:`prepare_collection` found before the run.
       rows_upserted: Distinct rows the run upserted (the sink's
         ``rows_upserted`` counter).
-      config: Whether to wait for the index. The collection is left loaded
+      config: Whether to wait for the index, and the retry policy
+        (``write.max_attempts``, ``write.*_backoff_s``,
+        ``write.retry_deadline_s``) for connecting, flushing and counting,
+        which may meet a server that restarts. The collection is left loaded
         (counting needs it), ready to be searched.
       index_timeout_s: Longest wait for the index.
 
@@ -341,15 +352,18 @@ def finish_collection(
       RowCountMismatchError: a new collection does not hold exactly the rows
         upserted, or an existing one lost rows or gained more than upserted.
     """
-    client = _with_retries("Connecting", lambda: connect(target))
+    retries = RetryPolicy.from_config(config)
+    client = retries.call(f"Connecting to {target.uri}", lambda: connect(target))
     try:
         started = time.monotonic()
-        _with_retries("Flush", lambda: client.flush(target.collection))
+        retries.call(f"Flush of {target.describe()}", lambda: client.flush(target.collection))
         _LOGGER.info("Flushed %s in %.1fs", target.describe(), time.monotonic() - started)
         report: dict[str, Any] = {"rows_before": state.rows_before}
         if config.wait_for_index:
             report["indexed_rows"] = _wait_for_index(client, target.collection, index_timeout_s)
-        rows_after = _with_retries("Counting rows", lambda: _count(client, target.collection))
+        rows_after = retries.call(
+            f"Counting the rows of {target.describe()}", lambda: _count(client, target.collection)
+        )
         report["rows_after"] = rows_after
     finally:
         client.close()

@@ -32,6 +32,7 @@ __all__ = [
     "FIELD_VECTOR",
     "ID_MAX_LENGTH",
     "METADATA_MAX_BYTES",
+    "VARCHAR_FIELDS",
     "Row",
     "RowError",
     "build_row",
@@ -44,6 +45,8 @@ FIELD_TEXT = "text"
 FIELD_DOCUMENT_ID = "document_id"
 FIELD_CHUNK_INDEX = "chunk_index"
 FIELD_METADATA = "metadata"
+VARCHAR_FIELDS = (FIELD_ID, FIELD_TEXT, FIELD_DOCUMENT_ID)
+"""The fields whose values are strings that :func:`build_row` checked in UTF-8 bytes."""
 ID_MAX_LENGTH = 64
 DOCUMENT_ID_MAX_LENGTH = 1024
 # Milvus refuses JSON values over 64 KiB (proxy.maxJSONSize... in 2.3 a field limit).

@@ -11,9 +11,9 @@ from typing import Any
 
 import apache_beam as beam
 
-from transforms.client import connect
 from transforms.config import MilvusTarget
-from transforms.rows import FIELD_DOCUMENT_ID, FIELD_TEXT, FIELD_VECTOR
+from transforms.milvus.client import connect
+from transforms.milvus.rows import FIELD_DOCUMENT_ID, FIELD_TEXT, FIELD_VECTOR
 from transforms.types import EncodedQuery, SearchHit, SearchResult
 
 __all__ = ["SearchMilvus"]

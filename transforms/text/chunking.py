@@ -19,7 +19,7 @@ Cost: tokenizing each document once is most of it. A document of one window
 needs nothing else but counting it; a longer one has its boundaries ranked by
 a few dozen numpy operations over all of its tokens, then each window counts
 the tokens of the cuts it tries, strongest first (usually just one, answered
-from the document's own tokens; see :mod:`transforms.model`).
+from the document's own tokens; see :mod:`transforms.text.tokenizing`).
 """
 
 from __future__ import annotations
@@ -32,19 +32,27 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam import pvalue
+from apache_beam.utils import shared
 
 from transforms import metrics
 from transforms.config import ChunkingConfig, ConfigError
-from transforms.model import StaticEmbedder, acquire_embedder
-from transforms.types import Chunk, DeadLetter, Document, chunk_id
+from transforms.model_files import ModelFiles
+from transforms.text.tokenizer import ChunkingTokenizer
+from transforms.types import DEAD_LETTERS, Chunk, DeadLetter, Document, TokenIds, chunk_id
 
-__all__ = ["CHUNKS", "ChunkDocuments", "boundary_strengths", "check_max_tokens", "token_windows"]
+__all__ = [
+    "CHUNKS",
+    "ChunkDocuments",
+    "boundary_strengths",
+    "check_max_tokens",
+    "chunk_document",
+    "token_windows",
+]
 
 Offsets = Sequence[tuple[int, int]] | np.ndarray
 """``(start, end)`` character offsets of each token, in order: pairs, or an ``(n, 2)`` array."""
 
 CHUNKS = "chunks"
-DEAD_LETTERS = "dead_letters"
 
 # How good a place to cut a boundary between two tokens is; higher is better.
 HEADING = 6
@@ -342,36 +350,87 @@ def check_max_tokens(config: ChunkingConfig, model_max_length: int | None, model
         )
 
 
+def chunk_document(
+    document: Document, tokenizer: ChunkingTokenizer, config: ChunkingConfig
+) -> list[Chunk]:
+    """Cuts a document into token windows (see :func:`token_windows`), as chunks.
+
+    A pure function: the same document, tokenizer and settings always give the
+    same chunks, with the same ids (see :func:`transforms.types.chunk_id`).
+    Each chunk carries the token ids its window was counted with
+    (:attr:`Chunk.token_ids`, tagged with the tokenizer's fingerprint), so that
+    an embedder of the same model need not tokenize it again.
+
+    Args:
+      document: The document to cut.
+      tokenizer: The model's tokenizer (see :class:`ChunkingTokenizer`).
+      config: Window and overlap sizes.
+
+    Returns:
+      The chunks, in order; empty when the document has no tokens.
+    """
+    text = document.text
+    tokens, tokenized = tokenizer.tokenize(text)
+    counted: dict[str, np.ndarray] = {}
+
+    def count_tokens(window: str) -> int:
+        ids = tokenized.stretch_ids(window) if tokenized is not None else None
+        if ids is None:
+            ids = tokenizer.token_ids(window)
+        counted[window] = ids
+        return len(ids)
+
+    spans = token_windows(
+        tokens.offsets,
+        config.max_tokens,
+        config.overlap_tokens,
+        text=text,
+        count_tokens=count_tokens,
+    )
+    settings = config.fingerprint(tokenizer.fingerprint)
+    chunks = []
+    for index, (start, end) in enumerate(spans):
+        window = text[start:end]
+        ids = counted.get(window)
+        chunks.append(
+            Chunk(
+                id=chunk_id(document.id, index, settings),
+                document_id=document.id,
+                index=index,
+                text=window,
+                start=start,
+                end=end,
+                metadata=document.metadata,
+                token_ids=None if ids is None else TokenIds(tokenizer.fingerprint, ids),
+            )
+        )
+    return chunks
+
+
 class _ChunkDocumentsFn(beam.DoFn):
+    """Runs :func:`chunk_document` with one tokenizer per worker process."""
+
     def __init__(self, model_source: str, config: ChunkingConfig) -> None:
         self._model_source = model_source
         self._config = config
-        self._embedder: StaticEmbedder | None = None
-        self._settings = ""
+        # Made on the launcher and pickled with the DoFn: every copy of it in
+        # a worker process (one per thread) shares the process's tokenizer.
+        self._shared_tokenizer = shared.Shared()
+        self._tokenizer: ChunkingTokenizer | None = None
         self._chunks = metrics.counter(metrics.CHUNKS)
         self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
 
     def setup(self) -> None:
-        self._embedder = acquire_embedder(self._model_source)
-        check_max_tokens(self._config, self._embedder.max_length, self._model_source)
-        self._settings = self._config.fingerprint(self._embedder.tokenizer_fingerprint)
-
-    def _count_tokens(self, text: str) -> int:
-        assert self._embedder is not None, "setup() was not called"
-        # len() of the encoding: its ids are not copied to a list.
-        return len(self._embedder.window_tokenizer.encode(text, add_special_tokens=False))
+        self._tokenizer = self._shared_tokenizer.acquire(
+            lambda: ChunkingTokenizer.load(self._model_source)
+        )
+        check_max_tokens(self._config, self._tokenizer.max_length, self._model_source)
 
     def process(self, document: Document) -> Iterator[Chunk | pvalue.TaggedOutput]:
-        assert self._embedder is not None, "setup() was not called"
-        encoding = self._embedder.window_tokenizer.encode(document.text, add_special_tokens=False)
-        spans = token_windows(
-            encoding.offsets,
-            self._config.max_tokens,
-            self._config.overlap_tokens,
-            text=document.text,
-            count_tokens=self._count_tokens,
-        )
-        if not spans:
+        if self._tokenizer is None:
+            raise RuntimeError("_ChunkDocumentsFn.setup() was not called")
+        chunks = chunk_document(document, self._tokenizer, self._config)
+        if not chunks:
             self._dead_lettered.inc()
             yield pvalue.TaggedOutput(
                 DEAD_LETTERS,
@@ -380,25 +439,16 @@ class _ChunkDocumentsFn(beam.DoFn):
                 ),
             )
             return
-        for index, (start, end) in enumerate(spans):
-            self._chunks.inc()
-            yield Chunk(
-                id=chunk_id(document.id, index, self._settings),
-                document_id=document.id,
-                index=index,
-                text=document.text[start:end],
-                start=start,
-                end=end,
-                metadata=document.metadata,
-            )
+        self._chunks.inc(len(chunks))
+        yield from chunks
 
 
 class ChunkDocuments(beam.PTransform):
     """Cuts documents into overlapping token windows that prefer text boundaries.
 
-    The model is loaded once here, on the launcher, to check that
-    ``config.max_tokens`` fits its ``max_length``; workers load it again in
-    ``setup()``.
+    On the launcher only the model's config is read, to check that
+    ``config.max_tokens`` fits its ``max_length``; workers load the model's
+    tokenizer (never its vectors) once per process, in ``setup()``.
 
     Args:
       model: Source of the Model2Vec model whose tokenizer counts tokens:
@@ -418,7 +468,7 @@ class ChunkDocuments(beam.PTransform):
         self._config = config
 
     def expand(self, documents: beam.PCollection[Document]) -> pvalue.DoOutputsTuple:
-        check_max_tokens(self._config, acquire_embedder(self._model).max_length, self._model)
+        check_max_tokens(self._config, ModelFiles.locate(self._model).max_length, self._model)
         return documents | "Chunk" >> beam.ParDo(
             _ChunkDocumentsFn(self._model, self._config)
         ).with_outputs(DEAD_LETTERS, main=CHUNKS)

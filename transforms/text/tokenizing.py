@@ -28,7 +28,7 @@ between two pre-tokens tokenizes to the very tokens the whole text has there.
 tokens, which is what chunking asks for every window it considers. The same
 fact gives the third: with ``BertPreTokenizer`` or ``WhitespaceSplit``, such a
 text is tokenized a word at a time from a cache of the words seen before (see
-:mod:`transforms.words`), and only new words go to the tokenizer.
+:mod:`transforms.text.words`), and only new words go to the tokenizer.
 
 Cost: checking a text is one regular-expression scan (about 2 microseconds a
 KB); the first shortcut saves about 40 % of the tokenizer's CPU time, the
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from transforms.words import WordCache, splits_like
+from transforms.text.words import WordCache, splits_like
 
 __all__ = ["ExactTokenizer", "TokenizedText", "Tokens", "plain_text"]
 
@@ -108,8 +108,8 @@ class ExactTokenizer:
     """A ``tokenizers.Tokenizer`` that skips its normaliser where that changes nothing.
 
     ``encode`` and ``encode_batch_fast`` return what the wrapped tokenizer's
-    methods of the same names return (ids, offsets, truncation); every other
-    attribute is the wrapped tokenizer's. Thread-safe, like the tokenizer.
+    methods of the same names return (ids, offsets, truncation); the wrapped
+    tokenizer itself is :attr:`tokenizer`. Thread-safe, like the tokenizer.
 
     Args:
       tokenizer: The tokenizer to follow; its settings (truncation, padding)
@@ -231,9 +231,6 @@ class ExactTokenizer:
             for i, encoding in zip(whole_at, found, strict=True):
                 encodings[i] = encoding
         return encodings
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tokenizer, name)
 
 
 class Tokens:

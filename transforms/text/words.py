@@ -13,7 +13,7 @@ compare them on every character of the alphabet and on real text).
 
 Only texts of the tokenizing shortcut's alphabet come here (printable ASCII,
 tabs and line breaks, common typographic punctuation; see
-:mod:`transforms.tokenizing`), already lowercased where the model lowercases,
+:mod:`transforms.text.tokenizing`), already lowercased where the model lowercases,
 so that splitting needs to know nothing about the rest of Unicode. Every word
 is tokenized by the tokenizer itself, so the splitting only has to never cut
 inside one of the pre-tokenizer's words; a cut it missed would only cost a
@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = ["WordCache", "splits_like"]
 
-# The shortcut's alphabet beyond ASCII; see transforms.tokenizing.
+# The shortcut's alphabet beyond ASCII; see transforms.text.tokenizing.
 _TYPOGRAPHIC = [chr(c) for c in (*range(0x2010, 0x2028), *range(0x2030, 0x205F))]
 _SPACES = "\t\n\r "  # the only whitespace in the alphabet (char::is_whitespace)
 # BertPreTokenizer isolates ASCII punctuation and Unicode category P.
