@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests import servers
+from transforms.testing import runners, servers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_MODEL = str(REPO / "models" / "minilm-l6-m2v-256")
@@ -156,6 +156,12 @@ def lite_server(tmp_path_factory: pytest.TempPathFactory):
     proc, _ = servers.start_lite_server(tmp_path_factory.mktemp("lite-server"))
     yield proc
     servers.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def worker_venv(tmp_path_factory: pytest.TempPathFactory) -> runners.WorkerVenv:
+    """A runner's worker environment: Beam only, then this checkout's sdist (~35 s, once)."""
+    return runners.make_worker_venv(REPO, tmp_path_factory.mktemp("worker-venv"))
 
 
 MILVUS_KINDS = ["lite", "lite_server", "milvus_server"]

@@ -26,19 +26,15 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from pymilvus import MilvusClient
 
 from pipelines import ingest
-from tests import runners
+from tests.conftest import REPO
 from tests.test_production import last_report, make_corpus
 from transforms import MilvusTarget
-from transforms.collection import count_rows
+from transforms.milvus.collection import count_rows
+from transforms.testing import runners
 
-DATAFLOW_CONFIG = runners.REPO / "configs" / "dataflow.yaml"
-DATAFLOW_REQUIREMENTS = runners.REPO / "configs" / "dataflow-requirements.txt"
+DATAFLOW_CONFIG = REPO / "configs" / "dataflow.yaml"
+DATAFLOW_REQUIREMENTS = REPO / "configs" / "dataflow-requirements.txt"
 OUR_STEPS = {"ReadDocuments", "ChunkDocuments", "EmbedChunks", "WriteToMilvus", "WriteDeadLetters"}
-
-
-@pytest.fixture(scope="session")
-def worker_venv(tmp_path_factory: pytest.TempPathFactory) -> runners.WorkerVenv:
-    return runners.worker_venv_for(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +80,7 @@ def test_a_dataflow_job_stages_our_package_and_runs_on_a_clean_worker(
     _upload_folder(fs, Path(tiny_model), f"{bucket}/models/tiny")
     corpus = make_corpus(tmp_path / "corpus", documents=60, words_per_document=64)
     fs.put_file(corpus, f"{bucket}/corpus/corpus.jsonl")
-    setup_file = runners.copy_sources(tmp_path / "src")  # keeps *.egg-info out of the repo
+    setup_file = runners.copy_sources(REPO, tmp_path / "src")  # keeps *.egg-info out of the repo
     milvus_uri = milvus_server.milvus["uri"]
 
     # What `make run-dataflow` runs, with the template written instead of a job
@@ -150,7 +146,7 @@ def test_a_dataflow_job_stages_our_package_and_runs_on_a_clean_worker(
 
     staged_files = members(staged / "workflow.tar.gz")
     assert staged_files == members(worker_venv.sdist)
-    assert {"setup.py", "transforms/sink.py", "pipelines/ingest.py"} <= staged_files
+    assert {"setup.py", "transforms/milvus/sink.py", "pipelines/ingest.py"} <= staged_files
     assert not any(f.startswith(("tests/", "models/")) for f in staged_files)
 
     # A worker: the Beam-only environment plus what was staged, installed as a

@@ -19,17 +19,13 @@ import fsspec
 import pytest
 
 from pipelines import ingest
-from tests import runners
 from tests.test_production import last_report, make_corpus, write_config
 from transforms import MilvusTarget
-from transforms.collection import count_rows
+from transforms.milvus.collection import count_rows
+from transforms.testing import runners
 
-NOT_IN_BEAM_ALONE = {"milvus-ingest", "model2vec", "pymilvus", "milvus-lite"}
-
-
-@pytest.fixture(scope="session")
-def worker_venv(tmp_path_factory: pytest.TempPathFactory) -> runners.WorkerVenv:
-    return runners.worker_venv_for(tmp_path_factory)
+DISTRIBUTION = "milvus-beam-ingest"  # setup.py's name (its console script: milvus-ingest)
+NOT_IN_BEAM_ALONE = {DISTRIBUTION, "model2vec", "pymilvus", "milvus-lite"}
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +47,13 @@ def launcher_model_cache(tmp_path, monkeypatch) -> None:
 def test_the_sdist_installs_into_a_venv_with_only_beam(worker_venv, tmp_path) -> None:
     assert worker_venv.beam_only["apache-beam"] == runners.BEAM_VERSION
     assert not NOT_IN_BEAM_ALONE & set(worker_venv.beam_only)
-    assert worker_venv.installed["milvus-ingest"] == "0.1.0"
+    assert worker_venv.installed[DISTRIBUTION] == "0.1.0"
     assert set(worker_venv.installed) >= NOT_IN_BEAM_ALONE
     assert worker_venv.installed["apache-beam"] == runners.BEAM_VERSION  # left as it was
 
     with tarfile.open(worker_venv.sdist) as tar:
         files = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
-    assert {"setup.py", "README.md", "transforms/sink.py", "pipelines/ingest.py"} <= files
+    assert {"setup.py", "README.md", "transforms/milvus/sink.py", "pipelines/ingest.py"} <= files
     assert not any(f.startswith(("tests/", "models/", "work/")) for f in files)
 
     # From an empty folder, the package and its console scripts come from the venv.

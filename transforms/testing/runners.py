@@ -1,9 +1,9 @@
 """Runner infrastructure for the runner tests: what a cluster's workers would have.
 
 * :func:`make_worker_venv`: a virtual environment with only ``apache-beam``
-  (the launcher's version), into which the project's sdist is then installed,
-  as Dataflow and portable workers install ``--setup_file``. Nothing else of
-  the launcher's is importable there.
+  (the launcher's version), into which the project's sdist, built from a
+  source checkout, is then installed, as Dataflow and portable workers install
+  ``--setup_file``. Nothing else of the launcher's is importable there.
 * :func:`portable_services`: Beam's Python job service and an EXTERNAL worker
   pool (``worker_pool_main``) started from such an environment, the set-up a
   portable runner submits to.
@@ -27,22 +27,38 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import apache_beam
 
-from tests import servers
+from transforms.testing.processes import free_port, start_process, stop_process, wait_for_port
 
-REPO = Path(__file__).resolve().parents[1]
+__all__ = [
+    "BEAM_VERSION",
+    "OFFLINE_ENV",
+    "REPLAY_STAGED_PIPELINE",
+    "SDIST_SOURCES",
+    "GcsEmulator",
+    "PortableServices",
+    "WorkerVenv",
+    "add_dask",
+    "build_sdist",
+    "copy_sources",
+    "dask_cluster",
+    "distributions",
+    "gcs_emulator",
+    "make_worker_venv",
+    "portable_services",
+]
+
 BEAM_VERSION = apache_beam.__version__
 
-# What the sdist is built from: the distribution's own files, nothing else.
-_SDIST_SOURCES = ("setup.py", "pyproject.toml", "README.md", "transforms", "pipelines")
+SDIST_SOURCES = ("setup.py", "pyproject.toml", "README.md", "transforms", "pipelines")
+"""What the sdist is built from: the distribution's own files, nothing else."""
 
 # No process of the tests may look for Google credentials on a metadata server
 # (that is not a loopback address), nor reach the Hugging Face hub.
@@ -73,12 +89,13 @@ def _run(command: list[str], *, cwd: Path | None = None, env: Mapping[str, str] 
     return done
 
 
-def copy_sources(dest: Path) -> Path:
-    """Copies the distribution's files to ``dest`` (building there leaves the
-    repository clean: setuptools writes ``*.egg-info`` next to setup.py)."""
+def copy_sources(checkout: Path, dest: Path, names: Sequence[str] = SDIST_SOURCES) -> Path:
+    """Copies the distribution's files from a source ``checkout`` to ``dest``
+    (building there leaves the checkout clean: setuptools writes
+    ``*.egg-info`` next to setup.py). Returns the copied setup.py."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in _SDIST_SOURCES:
-        source = REPO / name
+    for name in names:
+        source = checkout / name
         if source.is_dir():
             shutil.copytree(
                 source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -88,9 +105,10 @@ def copy_sources(dest: Path) -> Path:
     return dest / "setup.py"
 
 
-def build_sdist(dest: Path) -> Path:
-    """Builds the sdist as Beam's stager does for ``--setup_file`` (setup.py sdist)."""
-    setup_file = copy_sources(dest / "src")
+def build_sdist(checkout: Path, dest: Path) -> Path:
+    """Builds the checkout's sdist in ``dest`` as Beam's stager does for
+    ``--setup_file`` (setup.py sdist)."""
+    setup_file = copy_sources(checkout, dest / "src")
     _run(
         [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(dest / "dist")],
         cwd=setup_file.parent,
@@ -140,9 +158,10 @@ class WorkerVenv:
         _run([str(self.python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args])
 
 
-def make_worker_venv(folder: Path) -> WorkerVenv:
-    """Creates a venv with only ``apache-beam==<launcher's version>``, then
-    installs the project's sdist (and so its dependencies) into it."""
+def make_worker_venv(checkout: Path, folder: Path) -> WorkerVenv:
+    """Creates a venv in ``folder`` with only ``apache-beam==<launcher's version>``,
+    then installs the sdist of the source ``checkout`` (and so its dependencies)
+    into it. Takes ~35 s on 2 cores, and the network or a pip cache."""
     root = folder / "venv"
     _run([sys.executable, "-m", "venv", str(root)])
     python = root / "bin" / "python"
@@ -151,49 +170,9 @@ def make_worker_venv(folder: Path) -> WorkerVenv:
          f"apache-beam=={BEAM_VERSION}"]
     )  # fmt: skip
     beam_only = distributions(python)
-    sdist = build_sdist(folder)
+    sdist = build_sdist(checkout, folder)
     _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(sdist)])
     return WorkerVenv(root, beam_only, distributions(python), sdist)
-
-
-_WORKER_VENVS: dict[Path, WorkerVenv] = {}
-
-
-def worker_venv_for(tmp_path_factory) -> WorkerVenv:
-    """The session's worker environment, built once however many test modules ask."""
-    base = Path(tmp_path_factory.getbasetemp())
-    if base not in _WORKER_VENVS:
-        _WORKER_VENVS[base] = make_worker_venv(base / "worker-venv")
-    return _WORKER_VENVS[base]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, what: str, timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{servers._tail(log)}")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} did not listen on {port} in {timeout_s:g}s:\n{servers._tail(log)}")
-
-
-def start_process(
-    command: list[str], *, log: Path, cwd: Path, env: Mapping[str, str]
-) -> subprocess.Popen:
-    """Starts a server in its own process group (stopped with servers.stop)."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,12 +206,12 @@ def portable_services(
     started: list[subprocess.Popen] = []
 
     def serve(module: str, port_flag: str, log: Path, what: str) -> int:
-        port = servers.free_port()
+        port = free_port()
         proc = start_process(
             [str(venv.python), "-m", module, f"{port_flag}={port}"], log=log, cwd=workdir, env=env
         )
         started.append(proc)
-        _wait_for_port(port, proc, log, what, 60)
+        wait_for_port(port, proc, log, what, 60)
         return port
 
     try:
@@ -250,7 +229,7 @@ def portable_services(
         )
     finally:
         for proc in reversed(started):
-            servers.stop(proc)
+            stop_process(proc)
 
 
 def add_dask(venv: WorkerVenv) -> None:
@@ -272,7 +251,7 @@ def dask_cluster(
     workdir.mkdir(parents=True, exist_ok=True)
     started: list[subprocess.Popen] = []
     try:
-        port = servers.free_port()
+        port = free_port()
         log = folder / "scheduler.log"
         scheduler = start_process(
             [str(venv.bin / "dask"), "scheduler", "--host=127.0.0.1", f"--port={port}",
@@ -280,7 +259,7 @@ def dask_cluster(
             log=log, cwd=workdir, env=env,
         )  # fmt: skip
         started.append(scheduler)
-        _wait_for_port(port, scheduler, log, "the Dask scheduler", 60)
+        wait_for_port(port, scheduler, log, "the Dask scheduler", 60)
         address = f"tcp://127.0.0.1:{port}"
         for n in range(workers):
             worker = start_process(
@@ -293,7 +272,7 @@ def dask_cluster(
         yield address
     finally:
         for proc in reversed(started):
-            servers.stop(proc)
+            stop_process(proc)
 
 
 def _wait_for_workers(venv: WorkerVenv, address: str, workers: int, env: Mapping[str, str]):
@@ -326,7 +305,9 @@ class GcsEmulator:
             **OFFLINE_ENV,
         }
 
-    def client(self):
+    def client(self) -> Any:
+        """An anonymous ``google.cloud.storage.Client`` (reaches the emulator
+        when ``STORAGE_EMULATOR_HOST`` is set, as :attr:`env` does)."""
         import google.cloud.storage
 
         return google.cloud.storage.Client.create_anonymous_client()
@@ -336,7 +317,7 @@ class GcsEmulator:
 def gcs_emulator(folder: Path, bucket: str = "milvus-ingest") -> Iterator[GcsEmulator]:
     """Runs ``gcp-storage-emulator`` (in memory) on a free loopback port."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = servers.free_port()
+    port = free_port()
     log = folder / "gcs-emulator.log"
     script = Path(sys.executable).with_name("gcp-storage-emulator")
     proc = start_process(
@@ -345,10 +326,10 @@ def gcs_emulator(folder: Path, bucket: str = "milvus-ingest") -> Iterator[GcsEmu
         log=log, cwd=folder, env=os.environ,
     )  # fmt: skip
     try:
-        _wait_for_port(port, proc, log, "the GCS emulator", 60)
+        wait_for_port(port, proc, log, "the GCS emulator", 60)
         yield GcsEmulator(f"http://127.0.0.1:{port}", bucket, proc)
     finally:
-        servers.stop(proc)
+        stop_process(proc)
 
 
 REPLAY_STAGED_PIPELINE = '''\
