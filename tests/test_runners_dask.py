@@ -3,7 +3,7 @@
 The scheduler and the workers run from the worker environment (Beam, the
 project's sdist and the launcher's Dask, nothing else), in an empty folder,
 offline: they see only the pickled task graph, as on a real cluster. The runner
-is ``pipelines.dask_runner.DaskRunner``; Beam's own DaskRunner is refused,
+is ``pipelines.runners.dask.DaskRunner``; Beam's own DaskRunner is refused,
 because it loses tagged and ``finish_bundle`` outputs (see that module).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 import shutil
 from pathlib import Path
 
@@ -21,16 +22,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import ingest
-from tests import runners
+from pipelines.runners import dask as dask_runner
 from tests.test_production import last_report, make_corpus, write_config
 from transforms import MilvusTarget, ReadDocuments, metrics
-from transforms.collection import count_rows
 from transforms.config import ConfigError, SourceConfig
+from transforms.milvus.collection import count_rows
+from transforms.testing import runners
 
 
 @pytest.fixture(scope="module")
-def dask_address(tmp_path_factory: pytest.TempPathFactory):
-    worker_venv = runners.worker_venv_for(tmp_path_factory)
+def dask_address(tmp_path_factory: pytest.TempPathFactory, worker_venv: runners.WorkerVenv):
     runners.add_dask(worker_venv)
     folder = tmp_path_factory.mktemp("dask")
     env = worker_venv.env(
@@ -41,7 +42,7 @@ def dask_address(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _dask_flags(address: str) -> list[str]:
-    return ["--runner=pipelines.dask_runner.DaskRunner", f"--dask_client_address={address}"]
+    return ["--runner=pipelines.runners.dask.DaskRunner", f"--dask_client_address={address}"]
 
 
 def test_tagged_outputs_finish_bundle_outputs_side_inputs_and_metrics_survive(
@@ -85,7 +86,7 @@ def test_ingestion_on_a_dask_cluster_writes_exact_rows(
     ingest.run(["--config", config, *_dask_flags(dask_address)])
 
     report = last_report(capsys.readouterr().out)
-    assert report["runner"] == "pipelines.dask_runner.DaskRunner"
+    assert report["runner"] == "pipelines.runners.dask.DaskRunner"
     assert report["documents_read"] == 60
     assert report["chunks"] == report["written"] == report["rows_after"] == 240
     assert report["dead_lettered"] == 1
@@ -104,6 +105,28 @@ def test_ingestion_on_a_dask_cluster_writes_exact_rows(
 def test_beams_own_dask_runner_is_refused_naming_the_fixed_one(tmp_path, tiny_model) -> None:
     corpus = make_corpus(tmp_path / "corpus", documents=2, words_per_document=16)
     config = write_config(tmp_path, tiny_model, str(tmp_path / "m.db"), "c", corpus)
-    with pytest.raises(ConfigError, match=r"use --runner=pipelines\.dask_runner\.DaskRunner"):
+    with pytest.raises(ConfigError, match=r"use --runner=pipelines\.runners\.dask\.DaskRunner"):
         ingest.run(["--config", config, "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"])
     assert not (tmp_path / "m.db").exists()  # refused before anything was created
+
+
+def test_the_runner_refuses_a_beam_it_was_not_tested_with(monkeypatch) -> None:
+    monkeypatch.setattr(beam, "__version__", "2.80.0")
+    flags = PipelineOptions(["--runner=pipelines.runners.dask.DaskRunner"])
+    with pytest.raises(ConfigError) as refused:
+        beam.Pipeline(options=flags)  # Beam makes the runner here, before anything runs
+    assert str(refused.value) == (
+        "pipelines.runners.dask.DaskRunner runs on apache-beam>=2.77,<2.78 (it is built on "
+        "Beam's private Dask runner code), not on the installed 2.80.0: "
+        "pip install 'apache-beam[dask]>=2.77,<2.78', or choose another runner."
+    )
+    for older_or_newer in ("2.76.0", "2.78.0rc1", "3.0.0"):
+        with pytest.raises(ConfigError, match=re.escape(f"not on the installed {older_or_newer}:")):
+            dask_runner.check_beam_version(older_or_newer)
+
+
+def test_the_runner_accepts_the_installed_beam_and_setup_py_pins_the_same_range() -> None:
+    dask_runner.check_beam_version()  # the Beam these tests run on
+    assert isinstance(dask_runner.DaskRunner(), dask_runner.DaskRunner)
+    setup_py = (Path(__file__).parents[1] / "setup.py").read_text(encoding="utf-8")
+    assert f'"dask": ["apache-beam[dask]{dask_runner.SUPPORTED_BEAM}"' in setup_py

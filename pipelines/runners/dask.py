@@ -1,30 +1,51 @@
 """Beam's DaskRunner, with the translations that this framework's pipelines need.
 
-Use it with ``--runner=pipelines.dask_runner.DaskRunner`` and Beam's own Dask
-flags (``--dask_client_address=tcp://HOST:8786``, ``--dask_npartitions``...).
+Use it with ``--runner=pipelines.runners.dask.DaskRunner`` and Beam's own Dask
+flags (``--dask_client_address=tcp://HOST:8786``, ``--dask_npartitions``...),
+with ``pip install 'milvus-beam-ingest[dask]'`` on the launcher and the workers.
 
-Beam's ``apache_beam.runners.dask.dask_runner.DaskRunner`` (2.77) is a proof
-of concept that loses data silently on any pipeline of this shape:
+Beam's ``apache_beam.runners.dask.dask_runner.DaskRunner`` is a proof of
+concept that loses data silently on any pipeline of this shape. This runner
+keeps Beam's options, ``Create`` translation and result type, and replaces
+the rest:
 
-* the outputs of a multi-output ``ParDo`` all land in one bag, so every
-  consumer of ``results.dead_letters`` also sees the main output, and the other
-  way round;
-* what a ``DoFn`` emits in ``finish_bundle`` is dropped, which loses the last
-  batch of every ``BatchElements`` (so of every ``RunInference``) and every file
-  of ``WriteToText``;
-* only the last step applied is computed, so other leaves never run;
-* ``Reshuffle`` keeps one partition, so a read that fans out from one file
-  pattern runs on one worker;
-* ``PipelineResult.metrics()`` raises ``NotImplementedError``.
+* **Tagged outputs.** Beam's puts every output of a multi-output ``ParDo`` in
+  one bag, so consumers of ``dead_letters`` also see the main output and the
+  other way round. Here a partition yields ``(tag, value)`` pairs and each
+  consumer keeps its own tag.
+* **finish_bundle outputs.** Beam's drops them: the last batch of every
+  ``BatchElements`` (so of every ``RunInference``), every file of
+  ``WriteToText``. Here a partition is one bundle run through Beam's
+  ``DoFnInvoker`` (``setup``, ``start_bundle``, ``process``...,
+  ``finish_bundle``, ``teardown``), and every output is kept.
+* **Side inputs.** Beam's recomputes a side input inside each task that reads
+  it. Here each is computed once, as a whole, ahead of the bundles.
+* **Leaves.** Beam's computes only the last step applied: other branches
+  (dead-letter writes, ``assert_that``) never run. Here every step that no
+  other step consumes is drained and computed.
+* **Reshuffle.** Beam's keeps one partition, so a read that fans out from one
+  file pattern runs on one worker. Here it repartitions to
+  ``--dask_npartitions``, or twice the cluster's threads.
+* **GroupByKey.** Beam's leaves the shuffle to Dask's configuration, whose
+  ``disk`` shuffle works on one machine only. Here it is always
+  ``shuffle="tasks"``.
+* **Metrics.** Beam's ``PipelineResult.metrics()`` raises
+  ``NotImplementedError``. Here each bundle's metric updates come back with
+  its outputs and are committed to ``DirectMetrics`` when the run ends.
+* **Graph.** Beam's optimises (fuses) the graph; here it is computed
+  unoptimised, since fusing would run a ``ParDo`` once for each consumer.
 
-This module keeps Beam's runner (options, ``Create``/``GroupByKey``/``Flatten``
-translations, result type) and replaces those parts: a ``ParDo`` partition
-yields ``(tag, value)`` pairs that each consumer filters by its own tag,
-``finish_bundle`` outputs are kept, every leaf is computed, ``Reshuffle``
-spreads the bag over the cluster's threads, and each bundle's metric updates
-are gathered into ``DirectMetrics``. Each Dask partition is one bundle: its
-outputs are held in the worker's memory until the next step takes them, so
-``--dask_npartitions`` bounds how much one task holds.
+Each Dask partition is one bundle: its outputs are held in the worker's
+memory until the next step takes them, so ``--dask_npartitions`` bounds how
+much one task holds. A DoFn instance lives for one bundle (``setup`` and
+``teardown`` around it); models are shared per worker process.
+
+It is built on Beam's private code (``apache_beam.runners.dask.*``,
+``apache_beam.runners.common``' invoker, ``DirectMetrics``), so it runs only
+on the Beam versions it was tested with, :data:`SUPPORTED_BEAM` (the ``dask``
+extra in setup.py pins the same range); on another it refuses to start.
+Moving the range means running ``tests/test_runners_dask.py`` on the new
+version first.
 """
 
 from __future__ import annotations
@@ -57,10 +78,37 @@ from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils import counters
 from apache_beam.utils.windowed_value import WindowedValue
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
-__all__ = ["DaskRunner"]
+from transforms.config import ConfigError
+
+__all__ = ["SUPPORTED_BEAM", "DaskRunner", "check_beam_version"]
+
+SUPPORTED_BEAM = ">=2.77,<2.78"
+"""The apache-beam versions this runner was written and tested against (as in setup.py's
+``dask`` extra)."""
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def check_beam_version(installed: str | None = None) -> None:
+    """Refuses a Beam outside :data:`SUPPORTED_BEAM`.
+
+    Args:
+      installed: The version to check (default: the installed apache-beam).
+
+    Raises:
+      ConfigError: The version is outside the supported range.
+    """
+    installed = installed or beam.__version__
+    if not SpecifierSet(SUPPORTED_BEAM).contains(Version(installed), prereleases=True):
+        raise ConfigError(
+            f"pipelines.runners.dask.DaskRunner runs on apache-beam{SUPPORTED_BEAM} (it is "
+            f"built on Beam's private Dask runner code), not on the installed {installed}: "
+            f"pip install 'apache-beam[dask]{SUPPORTED_BEAM}', or choose another runner."
+        )
+
 
 # The tag of a bundle's metric updates among a ParDo partition's outputs; a
 # PCollection tag is a str or None, so it cannot collide.
@@ -147,7 +195,7 @@ def _run_bundle(
     try:
         with sampler.scoped_state(label, "process", metrics_container=container):
             # A DoFn instance lives for one task here: clients and models are
-            # set up per bundle (models are shared per process, see transforms.model).
+            # set up per bundle (models are shared per process, see transforms.embedding.model).
             invoker.invoke_setup()
             try:
                 invoker.invoke_start_bundle()
@@ -290,7 +338,15 @@ class DaskRunnerResult(beam_dask.DaskRunnerResult):
 
 
 class DaskRunner(beam_dask.DaskRunner):
-    """Executes a pipeline on a Dask cluster, keeping every output (see module doc)."""
+    """Executes a pipeline on a Dask cluster, keeping every output (see module doc).
+
+    Raises:
+      ConfigError: The installed Beam is outside :data:`SUPPORTED_BEAM`.
+    """
+
+    def __init__(self) -> None:
+        check_beam_version()
+        super().__init__()
 
     def run_pipeline(self, pipeline: beam.Pipeline, options: PipelineOptions) -> DaskRunnerResult:
         import dask.distributed as ddist
