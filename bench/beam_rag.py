@@ -22,6 +22,8 @@ from apache_beam.ml.rag.ingestion.postgres_common import ColumnSpec, ColumnSpecs
 from apache_beam.ml.rag.types import EmbeddableItem
 from apache_beam.ml.transforms.base import EmbeddingsManager, _TextEmbeddingHandler
 
+from bench.chunking import chunker, document
+
 __all__ = ["ChunkToItems", "Model2VecTextEmbeddings", "column_specs"]
 
 
@@ -86,16 +88,10 @@ class ChunkToItems(beam.DoFn):
         self._cut: Any = None
 
     def setup(self) -> None:
-        from bench.peers import chunker
-
         self._cut = chunker(*self._settings)
 
     def process(self, line: str) -> Iterator[EmbeddableItem]:
-        from transforms.types import Document
-
-        record = json.loads(line)
-        document = Document(record["id"], record["text"], {"title": record["title"]})
-        for chunk in self._cut(document):
+        for chunk in self._cut(document(json.loads(line))):
             yield EmbeddableItem.from_text(
                 chunk.text,
                 id=chunk.id,

@@ -10,8 +10,8 @@ process from outside. Contenders:
 * ``encode``: the encode limit, on the stored chunks' texts: ``StaticModel.encode``
   (``--mode m2v_mp``: ``use_multiprocessing=True``, ``m2v``: ``False``) or our
   ``StaticEmbedder.embed`` (``--mode ours``, batches of 512 as RunInference
-  forms them; ``ours_counted``: after chunking's window tokenizer counted the
-  texts, as in our pipeline), the texts' vectors compared with encode's.
+  forms them; ``ours_counted``: given the token ids chunking counted, which
+  the chunks carry, as in our pipeline), the texts' vectors compared with encode's.
 * ``write``: the write limit: ``MilvusClient.insert`` (or ``--mode upsert``)
   of the stored chunks' vectors in batches of ``--batch`` rows, then a flush.
 * ``docs``: the way Milvus's documentation shows: pymilvus-model's
@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.chunking import chunker, documents
 from bench.corpus import read_corpus
 
 __all__ = ["CONTENDERS", "main"]
@@ -57,41 +58,6 @@ DOCS_BATCH_ROWS = 1000
 # --------------------------------------------------------------------------
 # What every contender shares: the corpus, the chunks, the collection.
 # --------------------------------------------------------------------------
-def _document(record: dict[str, Any], path: str, line: int) -> Any:
-    from transforms.types import Document
-
-    # What ReadDocuments makes of a JSONL record with source.metadata_fields: [title].
-    return Document(
-        id=record["id"], text=record["text"], metadata={"title": record["title"]}, source=path
-    )
-
-
-def chunker(model: str, max_tokens: int, overlap_tokens: int) -> Callable[[Any], list[Any]]:
-    """Cuts a document into the chunks ``ChunkDocuments`` emits, ids included.
-
-    It runs ChunkDocuments's own DoFn outside a pipeline, so that every
-    contender embeds and writes exactly the chunks our pipeline does.
-    """
-    from transforms.chunking import _ChunkDocumentsFn
-    from transforms.config import ChunkingConfig
-    from transforms.types import Chunk
-
-    fn = _ChunkDocumentsFn(model, ChunkingConfig(max_tokens, overlap_tokens))
-    fn.setup()
-
-    def cut(document: Any) -> list[Any]:
-        return [c for c in fn.process(document) if isinstance(c, Chunk)]
-
-    return cut
-
-
-def documents(path: str, *, part: int = 0, parts: int = 1) -> Iterator[Any]:
-    """The corpus's documents (every ``parts``-th one from ``part``)."""
-    for line, record in enumerate(read_corpus(path)):
-        if line % parts == part:
-            yield _document(record, path, line)
-
-
 def target(uri: str, collection: str) -> Any:
     from transforms import MilvusTarget
 
@@ -103,8 +69,8 @@ def target(uri: str, collection: str) -> Any:
 def make_collection(uri: str, collection: str, model: str) -> None:
     """A new, empty collection as our pipeline makes it (schema, index, load)."""
     from transforms import WriteConfig, WriteMode
-    from transforms.collection import prepare_collection
-    from transforms.model import StaticEmbedder
+    from transforms.embedding.model import StaticEmbedder
+    from transforms.milvus.collection import prepare_collection
 
     embedder = StaticEmbedder.load(model)
     prepare_collection(
@@ -186,7 +152,7 @@ def run_prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Cuts the corpus once (two processes) and stores the chunks for the limits."""
     import multiprocessing
 
-    from transforms.model import StaticEmbedder
+    from transforms.text import ChunkingTokenizer
 
     parts = max(1, args.workers)
     keep = bool(args.chunks)
@@ -198,21 +164,8 @@ def run_prepare(args: argparse.Namespace) -> dict[str, Any]:
         chunks.sort(key=lambda c: (c.document_id, c.index))
         with open(args.chunks, "wb") as f:
             pickle.dump(chunks, f, protocol=pickle.HIGHEST_PROTOCOL)
-    embedder = StaticEmbedder.load(args.model)
-    tokenizer = embedder.window_tokenizer
-    document_tokens = 0
-    batch: list[str] = []
-    for record in read_corpus(args.corpus):
-        batch.append(record["text"])
-        if len(batch) == 1000:
-            document_tokens += sum(
-                map(len, tokenizer.encode_batch_fast(batch, add_special_tokens=False))
-            )
-            batch = []
-    if batch:
-        document_tokens += sum(
-            map(len, tokenizer.encode_batch_fast(batch, add_special_tokens=False))
-        )
+    tokenizer = ChunkingTokenizer.load(args.model)
+    document_tokens = sum(tokenizer.count_tokens(r["text"]) for r in read_corpus(args.corpus))
     return {
         "documents": sum(part[1] for part in cut),
         "chunks": sum(part[2] for part in cut),
@@ -251,23 +204,21 @@ def _load_chunks(path: str) -> list[Any]:
 
 def run_encode(args: argparse.Namespace) -> dict[str, Any]:
     """The encode limit on the stored chunks' texts, best of ``--repeat`` passes."""
-    texts = [c.text for c in _load_chunks(args.chunks)]
+    chunks = _load_chunks(args.chunks)
+    texts = [c.text for c in chunks]
     passes: list[float] = []
     if args.mode in ("ours", "ours_counted"):
-        from transforms.model import StaticEmbedder
+        from transforms.embedding.model import StaticEmbedder
 
         embedder = StaticEmbedder.load(args.model)
-        counted = args.mode == "ours_counted"
+        # As in our pipeline, the chunks' own token ids (chunking counted them), or none.
+        ids = [c.token_ids if args.mode == "ours_counted" else None for c in chunks]
 
         def encode() -> tuple[np.ndarray, float]:
             parts, seconds = [], 0.0
             for i in range(0, len(texts), 512):
-                batch = texts[i : i + 512]
-                if counted:  # as in our pipeline: chunking counted these windows just before
-                    for text in batch:
-                        embedder.window_tokenizer.encode(text, add_special_tokens=False)
                 started = time.perf_counter()
-                parts.append(embedder.embed(batch))
+                parts.append(embedder.embed(texts[i : i + 512], ids[i : i + 512]))
                 seconds += time.perf_counter() - started
             return np.concatenate(parts), seconds
     else:
@@ -309,7 +260,7 @@ def run_encode(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_write(args: argparse.Namespace) -> dict[str, Any]:
     """The write limit: the stored chunks' vectors inserted in ideal batches, then flushed."""
-    from transforms.model import StaticEmbedder
+    from transforms.embedding.model import StaticEmbedder
 
     chunks = _load_chunks(args.chunks)
     embedder = StaticEmbedder.load(args.model)

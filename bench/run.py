@@ -49,6 +49,7 @@ from typing import Any
 
 from bench.corpus import write_corpus
 from bench.measure import Measurement, measure
+from transforms.testing import servers
 
 __all__ = ["CONTENDERS", "Contender", "main", "markdown"]
 
@@ -58,6 +59,10 @@ PYTHON = sys.executable
 
 SERVER = "server"
 LITE = "lite"
+
+_CHUNKS_FORMAT = "v2"
+"""Part of the stored chunks' file name: a new one when what a Chunk holds changes
+(v2: chunks carry their token ids), so that a work folder's old chunks are not reused."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +197,8 @@ def _count_and_drop(uri: str, collection: str) -> int:
     """The collection's rows; then the collection is dropped, so that the server
     does not build its index while the next contender runs."""
     from bench.peers import target
-    from transforms.client import connect
-    from transforms.collection import count_rows
+    from transforms.milvus.client import connect
+    from transforms.milvus.collection import count_rows
 
     rows = count_rows(target(uri, collection))
     client = connect(target(uri, collection))
@@ -269,8 +274,6 @@ def run_contender(
         if contender.workers > 1 and contender.group != "ours":
             # Embedded Lite is one process's: several processes share a Lite server,
             # as our pipeline does for itself.
-            from tests import servers
-
             lite_server, uri = servers.start_lite_server(
                 os.path.join(settings.work, "lite", f"{collection}-server")
             )
@@ -330,8 +333,6 @@ def run_contender(
         return Run(key, target_kind, repeat, measurement, seconds, rows, rows_expected, inside)
     finally:
         if lite_server is not None:
-            from tests import servers
-
             servers.stop(lite_server)
 
 
@@ -566,7 +567,7 @@ def _prepare(settings: Settings, docs: int) -> tuple[str, str, dict[str, int]]:
     corpus = os.path.join(settings.work, f"corpus-{docs}-{args.seed}.jsonl")
     stats = write_corpus(corpus, docs, seed=args.seed)
     model = os.path.basename(settings.model)
-    tag = f"{docs}-{args.seed}-{args.max_tokens}-{args.overlap_tokens}-{model}"
+    tag = f"{docs}-{args.seed}-{args.max_tokens}-{args.overlap_tokens}-{model}-{_CHUNKS_FORMAT}"
     chunks_file = os.path.join(settings.work, f"chunks-{tag}.pkl")
     counts_file = chunks_file + ".json"
     if not (os.path.exists(chunks_file) and os.path.exists(counts_file)):
@@ -588,8 +589,6 @@ def _prepare(settings: Settings, docs: int) -> tuple[str, str, dict[str, int]]:
 def _server(settings: Settings) -> tuple[Any, str]:
     if settings.args.milvus_uri:
         return None, settings.args.milvus_uri
-    from tests import servers
-
     print("Starting a Milvus 2.3.5 server…", flush=True)
     folder = os.path.join(settings.work, "milvus")
     return servers.start_milvus_server(
@@ -648,8 +647,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         scale = _scale(settings, runs, expected, server_uri) if args.scale_docs else None
     finally:
         if server is not None:
-            from tests import servers
-
             servers.stop(server)
     report: dict[str, Any] = {
         "settings": {

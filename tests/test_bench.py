@@ -13,7 +13,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from bench import corpus, measure, peers, run
+from bench import chunking, corpus, measure, run
 from transforms import ChunkDocuments, ChunkingConfig, Document
 
 
@@ -38,10 +38,10 @@ def test_the_corpus_is_deterministic_mixed_and_streamed(tmp_path) -> None:
 def test_the_peers_cut_the_chunks_our_pipeline_cuts(tmp_path, demo_model) -> None:
     path = corpus.write_corpus(str(tmp_path / "c.jsonl"), 12, seed=3).path
     config = ChunkingConfig(64, 8)
-    cut = peers.chunker(demo_model, config.max_tokens, config.overlap_tokens)
+    cut = chunking.chunker(demo_model, config.max_tokens, config.overlap_tokens)
     expected = [
         (c.id, c.document_id, c.index, c.text, dict(c.metadata))
-        for d in peers.documents(path)
+        for d in chunking.documents(path)
         for c in cut(d)
     ]
     assert len(expected) > 12  # some documents are several windows
@@ -58,8 +58,10 @@ def test_the_peers_cut_the_chunks_our_pipeline_cuts(tmp_path, demo_model) -> Non
 
 def test_every_part_of_the_corpus_goes_to_exactly_one_pool_worker(tmp_path) -> None:
     path = corpus.write_corpus(str(tmp_path / "c.jsonl"), 25, seed=0).path
-    parts = [[d.id for d in peers.documents(path, part=i, parts=3)] for i in range(3)]
-    assert sorted(i for part in parts for i in part) == sorted(d.id for d in peers.documents(path))
+    parts = [[d.id for d in chunking.documents(path, part=i, parts=3)] for i in range(3)]
+    assert sorted(i for part in parts for i in part) == sorted(
+        d.id for d in chunking.documents(path)
+    )
     assert all(parts)
 
 
