@@ -186,7 +186,7 @@ def beam_argv(argv: Sequence[str] | None) -> list[str]:
 
     Raises:
       ConfigError: the runner is one that would lose records of these
-        pipelines (Beam's own DaskRunner; see ``pipelines.dask_runner``).
+        pipelines (Beam's own DaskRunner; see ``pipelines.runners.dask``).
     """
     argv = list(argv or [])
     config_path = PipelineOptions(argv).view_as(MilvusOptions).config
@@ -201,7 +201,7 @@ def beam_argv(argv: Sequence[str] | None) -> list[str]:
         raise ConfigError(
             f"--runner={runner} drops the dead-letter output and the last batch of every "
             "bundle of these pipelines (Beam's DaskRunner keeps one output per step and none "
-            "from finish_bundle): use --runner=pipelines.dask_runner.DaskRunner, the same "
+            "from finish_bundle): use --runner=pipelines.runners.dask.DaskRunner, the same "
             "runner with those fixed."
         )
     return flags + argv
