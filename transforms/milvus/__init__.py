@@ -2,7 +2,8 @@
 
 Public steps: :func:`prepare_collection` (once, on the launcher, before the
 run), :class:`WriteToMilvus` (workers only write), :func:`finish_collection`
-(once, after the run), and :class:`SearchMilvus`.
+(once, after the run), and :class:`SearchMilvus`. Every retried call to
+Milvus follows one :class:`RetryPolicy`.
 
 Depends only on the shared modules (``types``, ``config``, ``metrics``,
 ``batch``): the sink writes vectors and needs their dimension and
@@ -19,6 +20,7 @@ from transforms.milvus.collection import (
     finish_collection,
     prepare_collection,
 )
+from transforms.milvus.retry import RetryPolicy
 from transforms.milvus.search import SearchMilvus
 from transforms.milvus.sink import WriteToMilvus
 
@@ -26,6 +28,7 @@ __all__ = [
     "CollectionMismatchError",
     "MilvusAuthError",
     "MilvusConnectionError",
+    "RetryPolicy",
     "RowCountMismatchError",
     "SearchMilvus",
     "WriteToMilvus",
