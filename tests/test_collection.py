@@ -1,9 +1,14 @@
-"""The collection contract against a real Milvus: modes, checks, counts, end of run."""
+"""The collection contract against a real Milvus: modes, checks, counts, end of run, retries,
+and what each Milvus refuses that the client lets through."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
+from pymilvus import MilvusClient
+from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
 from transforms import (
     Chunk,
@@ -17,8 +22,9 @@ from transforms import (
     finish_collection,
     prepare_collection,
 )
-from transforms.client import DATA, connect, error_kind, skip_client_string_checks
-from transforms.rows import RowError, build_row
+from transforms.milvus.client import DATA, CheckedStr, connect, error_kind
+from transforms.milvus.collection import FINGERPRINT_PROPERTY
+from transforms.milvus.rows import RowError, build_row
 
 FINGERPRINT = {
     "model": "m",
@@ -100,7 +106,7 @@ def test_a_collection_that_does_not_fit_says_what_differs(milvus_target) -> None
             config=WriteConfig(index=IndexConfig(metric_type="L2")),
         )
     message = str(raised.value)
-    assert "8-dimensional vectors, the model makes 16" in message
+    assert "8-dimensional vectors, this run writes 16" in message
     assert "VARCHAR(1000), shorter than the run's 65535" in message
     assert "metric COSINE, the run's is L2" in message
     assert "filled by model 'm'" in message and "dim, vectors_sha256" in message
@@ -148,21 +154,80 @@ def test_text_over_the_field_is_truncated_or_dead_lettered() -> None:
         build_row(too_big, 8, WriteConfig())
 
 
-def test_without_the_client_string_check_the_server_still_refuses_long_text(
-    milvus_target,
+def test_each_milvus_refuses_long_text_that_the_client_lets_through(
+    milvus_target, milvus_kind
 ) -> None:
-    skip_client_string_checks()  # what the sink does: rows are checked by build_row
+    """The server is the last check of a text's length: pymilvus' own check of a row walks a
+    plain string's characters and never fails, and checks a CheckedStr's length in characters.
+    What gets through and is too long is refused as a data error (a dead letter). Milvus counts
+    UTF-8 bytes, Milvus Lite characters; build_row checks bytes, so our rows fit both."""
     target = milvus_target("long_text")
     config = WriteConfig(text_max_length=16)
     prepare_collection(target, dim=8, fingerprint=FINGERPRINT, config=config)
     chunk = Chunk("c", "d", 0, "t" * 16, 0, 16, {}, np.ones(8, np.float32))
     fits, _ = build_row(chunk, 8, config)
-    too_long = {**fits, "id": "c2", "text": "t" * 17}  # what build_row would refuse
     client = connect(target)
     try:
-        client.upsert(target.collection, [fits])
-        with pytest.raises(Exception) as refused:
-            client.upsert(target.collection, [too_long])
-        assert error_kind(refused.value) == DATA, refused.value
+        client.upsert(target.collection, [{**fits, "text": CheckedStr(fits["text"])}])
+        for row_id, text in (
+            ("plain_str", "t" * 17),  # pymilvus walks its characters: lets it through
+            ("checked_str", CheckedStr("t" * 17)),  # refused by pymilvus itself
+        ):
+            with pytest.raises(MilvusException) as refused:
+                client.upsert(target.collection, [{**fits, "id": row_id, "text": text}])
+            assert error_kind(refused.value) == DATA, (row_id, refused.value)
+        multi_byte = {**fits, "id": "multi_byte", "text": CheckedStr("é" * 10)}  # 20 bytes
+        if milvus_kind == "milvus_server":  # counts bytes
+            with pytest.raises(MilvusException) as refused:
+                client.upsert(target.collection, [multi_byte])
+            assert error_kind(refused.value) == DATA, refused.value
+        else:  # Milvus Lite counts characters
+            client.upsert(target.collection, [multi_byte])
     finally:
         client.close()
+    assert count_rows(target) == (1 if milvus_kind == "milvus_server" else 2)
+    with pytest.raises(RowError, match="20 bytes, over the text field's 16"):
+        build_row(Chunk("m", "d", 0, "é" * 10, 0, 10, {}, np.ones(8, np.float32)), 8, config)
+
+
+def test_no_fingerprint_stores_none_and_compares_none(milvus_target) -> None:
+    bare = milvus_target("no_fingerprint")
+    prepare_collection(bare, dim=8, fingerprint=None)
+    client = connect(bare)
+    try:
+        properties = client.describe_collection(bare.collection).get("properties", {})
+    finally:
+        client.close()
+    assert FINGERPRINT_PROPERTY not in properties
+    assert not prepare_collection(bare, dim=8, fingerprint=FINGERPRINT).created
+    filled = milvus_target("fingerprinted")
+    prepare_collection(filled, dim=8, fingerprint=FINGERPRINT)
+    assert not prepare_collection(filled, dim=8, fingerprint=None).created
+    with pytest.raises(CollectionMismatchError, match="8-dimensional vectors, this run writes 4"):
+        prepare_collection(filled, dim=4, fingerprint=None)  # the dimension is still checked
+
+
+@pytest.mark.parametrize("milvus_kind", ["lite"], indirect=True)
+def test_finish_retries_a_transient_flush_under_the_run_policy(
+    milvus_target, monkeypatch, caplog
+) -> None:
+    target = milvus_target("finish_retry")
+    state = prepare_collection(target, dim=8, fingerprint=FINGERPRINT)
+    _insert(target, 2)
+    flush = MilvusClient.flush
+    failures = [MilvusUnavailableException(message="injected: unavailable")]
+
+    def flaky_flush(self, *args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return flush(self, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusClient, "flush", flaky_flush)
+    config = WriteConfig(initial_backoff_s=0.01, max_backoff_s=0.01)
+    with caplog.at_level(logging.WARNING):
+        assert finish_collection(target, state, rows_upserted=2, config=config)["rows_after"] == 2
+    assert "failed (unavailable, attempt 1 of 8), retrying" in caplog.text
+    failures.append(MilvusException(code=1100, message="injected: not transient"))
+    with pytest.raises(MilvusException, match="not transient"):
+        finish_collection(target, state, rows_upserted=2, config=config)
+    assert not failures  # tried once, not retried
