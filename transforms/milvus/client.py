@@ -110,15 +110,20 @@ class CheckedStr(str):
     pymilvus 3.0 builds a row's VARCHAR value with ``convert_to_str_array``,
     code written for a column: it iterates the value and checks each item's
     type and length. Handed one ``str``, it walks the characters (two calls
-    each, about two thirds of the client's CPU for 1 KB texts) and checks
-    nothing, since a character is never too long. Iterated, a ``CheckedStr``
-    yields itself once, so the same code makes one real check (the length in
-    characters against ``max_length``) in two calls. Only the values made
-    here are affected; every other pymilvus user in the process keeps
-    pymilvus' behaviour. Use it only for strings the caller has checked
-    (:mod:`transforms.milvus.rows` checks them in UTF-8 bytes, as the server
-    counts), and do not hand it to other code: it does not iterate as a
-    string does.
+    each) and checks nothing, since a character is never too long: about
+    40% of the client's CPU in an upsert of 1 KB texts. Iterated, a
+    ``CheckedStr`` yields itself once, so the same code makes one real check
+    (the length in characters against ``max_length``) in two calls.
+    Measured with pymilvus 3.0.2, client CPU of one upsert of 5,120 rows of
+    1 KB text, 256 float32 and JSON metadata (best of 20): 0.50 s with plain
+    strings, 0.31 s with ``CheckedStr`` copies, 0.30 s with pymilvus' check
+    switched off for the whole process (what this replaces).
+
+    Only the values made here are affected; every other pymilvus user in the
+    process keeps pymilvus' behaviour. Use it only for strings the caller has
+    checked (:mod:`transforms.milvus.rows` checks them in UTF-8 bytes, as
+    Milvus counts; Milvus Lite counts characters), and do not hand it to
+    other code: it does not iterate as a string does.
     """
 
     __slots__ = ()
@@ -178,14 +183,14 @@ def checked_strings_help() -> bool:
         _LOGGER.warning(
             "pymilvus %s: its row request builder (pymilvus.client.prepare.Prepare."
             "row_upsert_param) cannot be probed (%s: %s); writing plain strings, whose "
-            "client-side length check may cost about 2/3 of the client's CPU for 1 KB texts.",
+            "client-side length check costs about 40%% of the client's CPU for 1 KB texts.",
             version, type(e).__name__, e,
         )  # fmt: skip
         return False
     if sent.get("text") != ["probe"] or sent.get("id") != ["a"]:
         _LOGGER.warning(
             "pymilvus %s: its row request builder sent %r for pre-checked strings; writing "
-            "plain strings, whose client-side length check may cost about 2/3 of the client's "
+            "plain strings, whose client-side length check costs about 40%% of the client's "
             "CPU for 1 KB texts.",
             version, sent,
         )  # fmt: skip
