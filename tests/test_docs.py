@@ -32,12 +32,12 @@ The demo's sample output in README.md is checked against a real demo run:
 ``make demo`` is a ``ci`` block, so the test runs the command ``make -n demo``
 shows (without the install step, which must not touch a shared virtual
 environment) once, and checks the README's sample lines against it, the
-answers included. That costs one demo run, about 10 s here (most of
-``make demo``'s minute is the install step); checking only that the answer
+answers included. That costs one demo run, 10-15 s here (``make demo``
+took 24 s, its install step included); checking only that the answer
 lines appear somewhere would cost the same run and prove less, and CI's own
 ``make demo`` prints to a log that no test reads. The other runnable blocks
 use tiny inputs (the Markdown files of docs/), ``--help`` and ``make -n``:
-with the demo, the whole module takes about 70 s on two cores.
+with the demo, the whole module takes 85-95 s on two cores.
 """
 
 from __future__ import annotations
