@@ -8,10 +8,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from transforms.milvus.client import MilvusAuthError, MilvusConnectionError
-from transforms.milvus.collection import CollectionMismatchError, RowCountMismatchError
 from transforms.config import ConfigError
 from transforms.embedding.model import ModelLoadError
+from transforms.milvus.client import MilvusAuthError, MilvusConnectionError
+from transforms.milvus.collection import CollectionMismatchError, RowCountMismatchError
 
 # Errors that mean the run was set up wrong, or did not end as it should: the
 # message says what to fix, so a traceback would only hide it.

@@ -21,7 +21,7 @@ from pipelines import ingest, search
 from pipelines.options import beam_argv
 from tests.conftest import write_jsonl
 from transforms import CollectionMismatchError, ConfigError, MilvusTarget, ensure_collection
-from transforms.client import connect
+from transforms.milvus.client import connect
 
 CORPUS = [
     {

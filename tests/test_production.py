@@ -9,6 +9,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import fsspec
 import pytest
@@ -220,7 +221,7 @@ def test_a_crash_after_part_of_a_bundle_then_a_rerun_leaves_exact_rows(
 @pytest.fixture
 def crash_server(tmp_path_factory, milvus_bin):
     """A Milvus server of the test's own, to kill."""
-    holder = {}
+    holder: dict[str, Any] = {}
     data_dir = tmp_path_factory.mktemp("milvus-crash")
     holder["proc"], holder["uri"] = servers.start_milvus_server(data_dir, bin_dir=milvus_bin)
     holder["data_dir"] = data_dir

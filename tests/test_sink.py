@@ -100,7 +100,7 @@ def make_fn(monkeypatch):
         fn.start_bundle()
         return fn
 
-    make.connects = connects
+    make.connects = connects  # type: ignore[attr-defined]
     return make
 
 
@@ -429,7 +429,7 @@ def test_dim_and_fingerprint_are_explicit_and_shown(monkeypatch) -> None:
         WriteToMilvus(target, dim=8)  # type: ignore[call-arg]
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match=f"dim={bad!r}: must be a positive integer"):
-            WriteToMilvus(target, dim=bad, fingerprint=None)
+            WriteToMilvus(target, dim=bad, fingerprint=None)  # type: ignore[arg-type]
     fingerprint = {"model": "m", "dim": 8}
     shown = WriteToMilvus(target, dim=8, fingerprint=fingerprint, flush=False).display_data()
     assert shown["dim"] == 8 and json.loads(shown["fingerprint"]) == fingerprint

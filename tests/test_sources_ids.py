@@ -18,8 +18,8 @@ from apache_beam.transforms.core import GroupByKey
 from tests.conftest import write_jsonl
 from tests.test_sources import read_all
 from transforms import ConfigError, ReadDocuments, SourceConfig
-from transforms.io import sources
 from transforms.config import DuplicateIds
+from transforms.io import sources
 from transforms.io.sources import groups_by_id
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from transforms.config import MilvusTarget
 
@@ -76,6 +76,9 @@ def _is_auth_error(error: BaseException) -> bool:
     return getattr(error, "code", None) == _AUTH_CODE or any(m in message for m in _AUTH_MESSAGES)
 
 
+_GOAWAY_ATTEMPTS = 3
+
+
 def connect(target: MilvusTarget) -> Any:
     """Opens a ``MilvusClient`` for the target; the token never leaves here.
 
@@ -87,21 +90,33 @@ def connect(target: MilvusTarget) -> Any:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
-    try:
-        return MilvusClient(**target.client_kwargs())
-    except MilvusException as e:
-        if _is_auth_error(e):
-            source = f"file {target.token_file}" if target.token_file else f"${target.token_env}"
-            raise MilvusAuthError(
-                f"Milvus at {target.uri} refused the credentials from {source}: authentication "
-                f"failed ({e.message}). Check the token (user:password or API key)."
-            ) from None
-        cause = e.__cause__
-        details = cause.details() if hasattr(cause, "details") else e.message
-        raise MilvusConnectionError(
-            f"cannot connect to Milvus at {target.uri} within {target.connect_timeout_s:g}s "
-            f"({details}). Check the URI and that the server is up."
+    for attempt in range(_GOAWAY_ATTEMPTS):
+        try:
+            return MilvusClient(**target.client_kwargs())
+        except MilvusException as e:
+            if "too many pings" in str(e).lower() and attempt + 1 < _GOAWAY_ATTEMPTS:
+                # The Lite server sent GOAWAY (too_many_pings) to a channel the
+                # process shares: a new client gets a new channel. Stopgap; the
+                # keepalive settings behind it are not fixed yet.
+                continue
+            _raise_connect_error(target, e)
+    raise AssertionError("unreachable")
+
+
+def _raise_connect_error(target: MilvusTarget, e: Any) -> NoReturn:
+    """Raises the user-facing error for a failed connect."""
+    if _is_auth_error(e):
+        source = f"file {target.token_file}" if target.token_file else f"${target.token_env}"
+        raise MilvusAuthError(
+            f"Milvus at {target.uri} refused the credentials from {source}: authentication "
+            f"failed ({e.message}). Check the token (user:password or API key)."
         ) from None
+    cause = e.__cause__
+    details = cause.details() if hasattr(cause, "details") else e.message
+    raise MilvusConnectionError(
+        f"cannot connect to Milvus at {target.uri} within {target.connect_timeout_s:g}s "
+        f"({details}). Check the URI and that the server is up."
+    ) from None
 
 
 class CheckedStr(str):
