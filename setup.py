@@ -36,7 +36,7 @@ TEST_REQUIRES = [
     "gcsfs>=2024.6",
     "gcp-storage-emulator>=2024.8",
     # The Dask runner test: a local scheduler and workers.
-    "apache-beam[dask]>=2.60,<3",
+    "apache-beam[dask]>=2.77,<2.78",
 ]
 
 EXTRAS_REQUIRE = {

@@ -220,10 +220,12 @@ def run(
     # Read from the model's files once; fails here, not on workers, if they are missing.
     model = describe_model(settings.model)
     with _run_target(settings, options) as target:
+        # The runner is made first: one that refuses to run (a Beam version it
+        # does not support) must do so before any collection is made or dropped.
+        pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
         state = prepare_collection(
             target, dim=model.dim, fingerprint=model.fingerprint, config=settings.write
         )
-        pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
         build_pipeline(pipeline, settings, model, target)
         result = pipeline.run()
         template = options.view_as(GoogleCloudOptions).template_location
