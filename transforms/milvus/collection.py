@@ -175,15 +175,9 @@ def prepare_collection(
         client.close()
 
 
-def ensure_collection(
-    target: MilvusTarget,
-    *,
-    dim: int,
-    fingerprint: Mapping[str, Any] | None,
-    config: WriteConfig = WriteConfig(),
-) -> bool:
-    """Creates the collection if missing, else checks it; True if created."""
-    return prepare_collection(target, dim=dim, fingerprint=fingerprint, config=config).created
+def ensure_collection(target: MilvusTarget, **contract: Any) -> bool:
+    """``prepare_collection(target, **contract).created``: the older name, kept for callers."""
+    return prepare_collection(target, **contract).created
 
 
 def _type_name(field: Mapping[str, Any]) -> str:
