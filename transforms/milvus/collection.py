@@ -109,11 +109,27 @@ def _create(
         consistency_level="Strong",
         properties=properties,
     )
-    client.create_index(target.collection, index_params)
+    # pymilvus waits for a new index (sync=True) from a timestamp it asks the
+    # server for (AllocTimestamp). Milvus Lite does not implement that call: its
+    # gRPC server logs each attempt as an ERROR with a traceback, and pymilvus
+    # then waits from timestamp 0. Lite has the index once create_index returns
+    # and the collection is empty, so on Lite there is nothing to wait for.
+    client.create_index(target.collection, index_params, sync=not _is_lite(client, target))
     # Loading even an empty collection takes seconds on a server: it goes on
     # while the run writes, and counting the rows at the end waits for it.
     client.load_collection(target.collection, _async=True)
     _LOGGER.info("Created %s (dim %d, %s)", target.describe(), dim, config.index.metric_type)
+
+
+def _is_lite(client: Any, target: MilvusTarget) -> bool:
+    """Whether the store is Milvus Lite: an embedded ``*.db`` file, or one served to workers.
+
+    A served store has a server URI, so the server is asked (one ``GetVersion``
+    call); Lite answers ``milvus_lite-<version>``.
+    """
+    if not target.is_remote:
+        return True
+    return str(client.get_server_version()).startswith("milvus_lite")
 
 
 def prepare_collection(
