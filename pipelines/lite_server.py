@@ -3,8 +3,11 @@
 Embedded Milvus Lite holds a lock on its data folder, so one process only can
 open it. When the runner starts workers in other processes
 (``--direct_running_mode=multi_processing``, a local Flink, Dask or portable
-worker pool), the launcher serves the folder with ``milvus_lite server`` on a
-free loopback port for the length of the run, and the workers write there.
+worker pool), the launcher serves the folder on a free loopback port for the
+length of the run, and the workers write there. The server is
+:mod:`transforms.milvus.lite_server`: Milvus Lite's own, under the ping policy
+of Milvus' servers, so that pymilvus' keepalive pings do not end the
+launcher's idle connection during a long run.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def serve_lite(target: MilvusTarget, *, ready_timeout_s: float = 60.0) -> Iterat
     log_path = f"{os.path.abspath(target.uri).rstrip(os.sep)}.server.log"
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     command = [
-        sys.executable, "-m", "milvus_lite", "server",
+        sys.executable, "-m", "transforms.milvus.lite_server",
         "--data-dir", target.uri, "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     with open(log_path, "ab") as log:

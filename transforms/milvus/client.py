@@ -76,7 +76,28 @@ def _is_auth_error(error: BaseException) -> bool:
     return getattr(error, "code", None) == _AUTH_CODE or any(m in message for m in _AUTH_MESSAGES)
 
 
-_GOAWAY_ATTEMPTS = 3
+# An embedded Lite store (a ``*.db`` URI) is served inside this process by
+# milvus-lite, under gRPC's default ping policy, which ends a connection that
+# pings while idle (see transforms.milvus.lite_server). pymilvus' channels ping
+# every 10 s, so an idle client lost its connection after about 140 s. Over
+# loopback, within one process, there is no dead peer for pings to find.
+_EMBEDDED_GRPC_OPTIONS = {
+    "grpc.keepalive_time_ms": 2**31 - 1,  # gRPC's "never"
+    "grpc.keepalive_permit_without_calls": 0,
+}
+
+
+def _client_kwargs(target: MilvusTarget) -> dict[str, Any]:
+    """Keyword arguments for ``MilvusClient``, secret included: never keep or log them.
+
+    The target's own, plus, for an embedded Lite store, gRPC options under
+    which the client never pings its in-process server (the target's own
+    ``grpc_options`` win).
+    """
+    kwargs: dict[str, Any] = dict(target.client_kwargs())
+    if not target.is_remote:
+        kwargs["grpc_options"] = {**_EMBEDDED_GRPC_OPTIONS, **kwargs.get("grpc_options", {})}
+    return kwargs
 
 
 def connect(target: MilvusTarget) -> Any:
@@ -90,17 +111,10 @@ def connect(target: MilvusTarget) -> Any:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
-    for attempt in range(_GOAWAY_ATTEMPTS):
-        try:
-            return MilvusClient(**target.client_kwargs())
-        except MilvusException as e:
-            if "too many pings" in str(e).lower() and attempt + 1 < _GOAWAY_ATTEMPTS:
-                # The Lite server sent GOAWAY (too_many_pings) to a channel the
-                # process shares: a new client gets a new channel. Stopgap; the
-                # keepalive settings behind it are not fixed yet.
-                continue
-            _raise_connect_error(target, e)
-    raise AssertionError("unreachable")
+    try:
+        return MilvusClient(**_client_kwargs(target))
+    except MilvusException as e:
+        _raise_connect_error(target, e)
 
 
 def _raise_connect_error(target: MilvusTarget, e: Any) -> NoReturn:

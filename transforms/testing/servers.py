@@ -18,8 +18,9 @@ Two kinds of server:
   picked, does not notice when the binary dies, and on SIGTERM it exits
   without stopping the binary (orphan).  Instead we render the wheel's config
   template ourselves and run ``bin/milvus run standalone`` directly.
-* ``start_lite_server``: ``python -m milvus_lite server`` (milvus-lite 3.x,
-  pure-Python gRPC server).
+* ``start_lite_server``: ``python -m transforms.milvus.lite_server``, the
+  pure-Python Milvus Lite 3.x store served as the pipelines serve it for
+  multi-process runs.
 
 Every function returns/accepts a ``subprocess.Popen``; ``proc.milvus`` holds a
 small dict with uri, ports, token, log file, data_dir.
@@ -359,7 +360,7 @@ def start_lite_server(
     port_offset: int = 0,
     timeout: float = 60.0,
 ) -> tuple[ServerProcess, str]:
-    """Start ``python -m milvus_lite server``; return ``(proc, uri)``.
+    """Start ``python -m transforms.milvus.lite_server``; return ``(proc, uri)``.
 
     Data lives in data_dir/db (flock'ed while the server runs; survives
     kill -9), output goes to data_dir/lite-server.log.  The port is scanned
@@ -378,8 +379,7 @@ def start_lite_server(
                     sys.executable,
                     "-u",
                     "-m",
-                    "milvus_lite",
-                    "server",
+                    "transforms.milvus.lite_server",
                     "--data-dir",
                     str(data_dir / "db"),
                     "--host",
@@ -406,14 +406,13 @@ def stop(proc: subprocess.Popen | None, timeout: float = 15.0) -> int | None:
     Milvus: SIGTERM -> clean shutdown in ~0.05 s idle, ~graceful_stop_s with
     loaded collections; its return code is -6 even then (2.3.5 panics in
     CloseEtcdClient *after* "All cleanup done" -> SIGABRT): not an error.
-    Lite server: only SIGINT (KeyboardInterrupt) runs its clean shutdown;
-    SIGTERM would kill it without db.close(). Any other process (started with
-    processes.start_process) gets SIGTERM. Returns proc.returncode.
+    Lite server: SIGTERM drains its calls and closes the store. Any other
+    process (started with processes.start_process) gets SIGTERM too. Returns
+    proc.returncode.
     """
     if proc is None:
         return None
-    sig = signal.SIGINT if _kind(proc) == "lite" else signal.SIGTERM
-    processes.stop_process(proc, sig=sig, timeout=timeout)
+    processes.stop_process(proc, sig=signal.SIGTERM, timeout=timeout)
     _cleanup_outside_files(proc)
     return proc.returncode
 
