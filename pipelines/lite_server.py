@@ -22,7 +22,12 @@ import sys
 import time
 from collections.abc import Iterator
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    PortableOptions,
+    StandardOptions,
+)
 
 from transforms.config import ConfigError, MilvusTarget
 
@@ -30,20 +35,42 @@ __all__ = ["needs_server", "serve_lite"]
 
 _LOGGER = logging.getLogger(__name__)
 
-_IN_PROCESS_RUNNERS = {
-    None,
+# Runners whose SDK workers are threads of the launcher, unless told to start
+# worker processes (--direct_running_mode=multi_processing).
+_DIRECT_RUNNERS = {
     "",
     "directrunner",
     "direct",
     "bundlebaseddirectrunner",
-    "swappingrunner",
+    "switchingdirectrunner",
+    "testdirectrunner",
+    "fnapirunner",
+    "fnapi",
 }
-_REMOTE_RUNNERS = {"dataflowrunner", "dataflow"}
+# Portable runners: their workers are the launcher's threads under the
+# LOOPBACK environment (Prism's default), other processes otherwise.
+_PORTABLE_RUNNERS = {
+    "portablerunner",
+    "portable",
+    "prismrunner",
+    "prism",
+    "flinkrunner",
+    "flink",
+    "sparkrunner",
+    "spark",
+}
+_LOOPBACK_BY_DEFAULT = {"prismrunner", "prism"}
+_REMOTE_RUNNERS = {"dataflowrunner", "dataflow", "testdataflowrunner"}
 
 
 def needs_server(target: MilvusTarget, options: PipelineOptions) -> bool:
-    """Whether workers of this run live outside the launcher's process and
-    the target is a local Milvus Lite store.
+    """Whether the target is a local Milvus Lite store that workers in other
+    processes must reach: only then is it served.
+
+    In-process engines (the DirectRunner's, multi-threaded or not, and
+    portable runners under the ``LOOPBACK`` environment) write to the
+    embedded store directly; worker processes (``multi_processing``, a
+    worker pool, Dask) need the store served.
 
     Raises:
       ConfigError: the runner's workers are on other machines, where the
@@ -59,8 +86,14 @@ def needs_server(target: MilvusTarget, options: PipelineOptions) -> bool:
             f"milvus.uri={target.uri!r} is a local Milvus Lite store, which {runner} workers "
             "cannot reach: point --milvus_uri at a Milvus server or Zilliz Cloud."
         )
-    mode = options.view_as(DirectOptions).direct_running_mode
-    return name not in _IN_PROCESS_RUNNERS or mode == "multi_processing"
+    if name in _DIRECT_RUNNERS:
+        return options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    if name in _PORTABLE_RUNNERS:
+        environment = (options.view_as(PortableOptions).environment_type or "").upper()
+        if not environment and name in _LOOPBACK_BY_DEFAULT:
+            environment = "LOOPBACK"
+        return environment != "LOOPBACK"
+    return True  # Dask and other runners: worker processes
 
 
 def _free_port() -> int:

@@ -81,6 +81,13 @@ def test_a_failed_run_raises_in_the_launcher() -> None:
         (["--runner=FlinkRunner"], True),
         (["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"], True),
         (["--runner=PortableRunner"], True),
+        (["--runner=PortableRunner", "--environment_type=EXTERNAL"], True),
+        (["--runner=PortableRunner", "--environment_type=LOOPBACK"], False),
+        (["--runner=FlinkRunner", "--environment_type=LOOPBACK"], False),
+        (["--runner=PrismRunner"], False),
+        (["--runner=PrismRunner", "--environment_type=PROCESS"], True),
+        (["--runner=FnApiRunner"], False),
+        (["--runner=FnApiRunner", "--direct_running_mode=multi_processing"], True),
     ],
 )
 def test_a_local_store_is_served_when_workers_are_other_processes(flags, expected) -> None:

@@ -117,6 +117,23 @@ def test_ingest_writes_every_chunk_and_reports_counts(
     np.testing.assert_allclose(np.array([r["vector"] for r in rows]), expected, atol=1e-6)
 
 
+@LITE_ONLY
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--runner=FnApiRunner"],
+        ["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
+    ],
+)
+def test_in_process_engines_write_to_the_embedded_store_directly(
+    config_file, lite_uri, collection_name, flags, capsys
+) -> None:
+    ingest.run(["--config", config_file, *flags])
+    report = last_json_line(capsys.readouterr().out)
+    assert report["written"] == count_rows(lite_uri, collection_name) > 0
+    assert not pathlib.Path(f"{lite_uri}.server.log").exists()  # nothing was served
+
+
 def test_ingesting_twice_changes_no_row(config_file, lite_uri, collection_name, capsys) -> None:
     fields = ["id", "text", "vector", "document_id", "chunk_index", "metadata"]
 
