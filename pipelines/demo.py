@@ -20,12 +20,20 @@ from collections.abc import Sequence
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import ingest, search
-from pipelines.cli import run_main
-from pipelines.options import beam_argv, ingest_settings
+from pipelines.cli import Command, run_main
+from pipelines.options import (
+    IngestOptions,
+    MilvusOptions,
+    SearchOptions,
+    beam_argv,
+    config_path,
+    ingest_settings,
+)
 
 __all__ = ["run", "write_corpus"]
 
 CORPUS_FILE = "python_topics.jsonl"
+DEFAULT_CONFIG = "configs/local.yaml"
 
 
 def write_corpus(folder: str) -> str:
@@ -47,8 +55,15 @@ def _corpus_folder(argv: Sequence[str]) -> str:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    """Writes the corpus, ingests it, and prints the answers to the sample questions."""
-    argv = list(argv or ["--config", "configs/local.yaml"])
+    """Writes the corpus, ingests it, and prints the answers to the sample questions.
+
+    Args:
+      argv: The flags of both pipelines (ingest's and search's) and Beam's;
+        without ``--config``, :data:`DEFAULT_CONFIG`.
+    """
+    argv = list(argv or [])
+    if not config_path(argv):
+        argv = ["--config", DEFAULT_CONFIG, *argv]
     corpus = write_corpus(_corpus_folder(argv))
     print(f"Corpus: {corpus}", flush=True)
     ingest.run(argv)
@@ -64,7 +79,16 @@ def run(argv: Sequence[str] | None = None) -> None:
 
 
 def main() -> None:
-    run_main(run)
+    """``python -m pipelines.demo`` and ``milvus-ingest-demo``: flags checked, then :func:`run`."""
+    run_main(
+        run,
+        Command(
+            "pipelines.demo",
+            __doc__,
+            (MilvusOptions, IngestOptions, SearchOptions),
+            defaults={"config": DEFAULT_CONFIG},
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ A run is described by a YAML file (``--config configs/local.yaml``) and a few
 flags that override it (``--input``, ``--milvus_uri``, ``--collection``,
 ``--model``). The YAML's ``pipeline:`` section holds Beam options
 (``runner: DirectRunner``); flags on the command line win over it, and every
-flag this module does not know passes through to Beam untouched.
+flag this module does not know passes through to Beam untouched (the entry
+points in ``pipelines.cli`` refuse flags that neither knows).
+
+Each flag's help is one line that ends with its default, as ``--help`` shows
+it; a default that comes from the config says so.
 
 Secrets are never options: the Milvus token comes from the environment
 variable named by ``milvus.token_env`` (default ``MILVUS_TOKEN``) or from
@@ -33,17 +37,24 @@ from transforms.config import (
 )
 
 __all__ = [
+    "LOG_LEVELS",
+    "PROJECT_OPTIONS",
     "IngestOptions",
     "IngestSettings",
+    "LoggingOptions",
     "MilvusOptions",
     "SearchOptions",
     "SearchSettings",
     "beam_argv",
+    "config_path",
     "ingest_settings",
+    "pipeline_section",
     "search_settings",
 ]
 
 DEFAULT_MODEL = "minishlab/potion-base-8M"
+DEFAULT_DEAD_LETTER_PATH = "dead_letters/dead_letters"
+DEFAULT_SEARCH_OUTPUT = "search_results/results"
 _BEAM_DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
@@ -52,16 +63,31 @@ class MilvusOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--config", help="YAML file describing the run (see configs/).")
         parser.add_argument(
-            "--milvus_uri", help="Milvus server URI, or a local *.db for Milvus Lite."
-        )
-        parser.add_argument("--collection", help="Milvus collection name.")
-        parser.add_argument(
-            "--model", help="Model2Vec model: Hugging Face id, folder or fsspec URL."
+            "--config", metavar="FILE", help="YAML file describing the run, as in configs/"
         )
         parser.add_argument(
-            "--milvus_token_file", help="File holding the Milvus token (else $MILVUS_TOKEN)."
+            "--milvus_uri",
+            metavar="URI",
+            help="Milvus server (http://host:19530), Zilliz Cloud (https://...) or a local *.db "
+            "file for Milvus Lite (default: milvus.uri of the config)",
+        )
+        parser.add_argument(
+            "--collection",
+            metavar="NAME",
+            help="collection to write to or search (default: milvus.collection of the config)",
+        )
+        parser.add_argument(
+            "--model",
+            metavar="MODEL",
+            help="Model2Vec model: Hugging Face id, folder or fsspec URL (default: model of the "
+            f"config, else {DEFAULT_MODEL})",
+        )
+        parser.add_argument(
+            "--milvus_token_file",
+            metavar="FILE",
+            help="file holding the Milvus token (default: the environment variable named by "
+            "milvus.token_env, MILVUS_TOKEN)",
         )
 
 
@@ -71,19 +97,30 @@ class IngestOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--input", help="Files to read: path, folder or glob; several separated by commas."
+            "--input",
+            metavar="PATTERNS",
+            help="files to read: path, folder or glob; several separated by commas (default: "
+            "source.patterns of the config)",
         )
         parser.add_argument(
-            "--dead_letter_path", help="Prefix of the JSONL files that receive dead letters."
+            "--dead_letter_path",
+            metavar="PREFIX",
+            help="prefix of the JSONL files that receive dead letters (default: dead_letter_path "
+            f"of the config, else {DEFAULT_DEAD_LETTER_PATH})",
         )
         parser.add_argument(
-            "--report_path", help="Also write the run's JSON report here (a path or fsspec URL)."
+            "--report_path",
+            metavar="PATH",
+            help="also write the run's JSON report here, a path or fsspec URL (default: none, "
+            "stdout only)",
         )
         parser.add_argument(
             "--progress_interval_s",
+            metavar="SECONDS",
             type=float,
             default=10.0,
-            help="Seconds between progress lines, where the runner reports metrics while running.",
+            help="seconds between progress lines, where the runner reports metrics while "
+            "running; 0 for none",
         )
 
 
@@ -93,12 +130,68 @@ class SearchOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--query", action="append", help="A query text; repeat the flag for several."
+            "--query",
+            metavar="TEXT",
+            action="append",
+            help="a query; repeat the flag for several (default: search.queries of the config)",
         )
-        parser.add_argument("--queries_file", help="Text file with one query per line.")
-        parser.add_argument("--top_k", type=int, help="Hits per query.")
-        parser.add_argument("--filter", dest="filter_expression", help="Milvus filter expression.")
-        parser.add_argument("--output", help="Prefix of the JSONL files that receive the results.")
+        parser.add_argument(
+            "--queries_file",
+            metavar="FILE",
+            help="text file with one query per line, instead of the config's (default: none)",
+        )
+        parser.add_argument(
+            "--top_k",
+            metavar="K",
+            type=int,
+            help="hits per query (default: search.top_k of the config, else 5)",
+        )
+        parser.add_argument(
+            "--filter",
+            metavar="EXPRESSION",
+            dest="filter_expression",
+            help="Milvus filter expression on the hits' fields (default: search.filter of the "
+            "config, else none)",
+        )
+        parser.add_argument(
+            "--output",
+            metavar="PREFIX",
+            help="prefix of the JSONL files that receive the results (default: search.output "
+            f"of the config, else {DEFAULT_SEARCH_OUTPUT})",
+        )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class LoggingOptions(PipelineOptions):
+    """The launcher's logging: every entry point takes ``--log_level``.
+
+    A registered option, so that Beam, which parses the same flags, keeps it
+    instead of warning that it discards it. Workers in other processes log as
+    their runner sets them up (Beam's ``--default_sdk_harness_log_level``).
+    """
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--log_level",
+            metavar="LEVEL",
+            type=str.upper,
+            choices=LOG_LEVELS,
+            default="INFO",
+            help="level of this project's log lines on stderr: DEBUG (with errors' tracebacks), "
+            "INFO, WARNING or ERROR; other libraries log from WARNING (from INFO under DEBUG)",
+        )
+
+
+PROJECT_OPTIONS: tuple[type[PipelineOptions], ...] = (
+    MilvusOptions,
+    IngestOptions,
+    SearchOptions,
+    LoggingOptions,
+)
+"""This project's option classes; every other registered one is Beam's (or a runner's)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +272,21 @@ def _build(kind: type, section: str, values: Mapping[str, Any]) -> Any:
         raise ConfigError(f"{section}: {e}") from e
 
 
+def config_path(argv: Sequence[str] | None) -> str | None:
+    """The ``--config`` of these flags, or None."""
+    path = PipelineOptions(list(argv or [])).view_as(MilvusOptions).config
+    return str(path) if path else None
+
+
+def pipeline_section(path: str | None) -> dict[str, Any]:
+    """The ``pipeline:`` section of the config file at ``path`` (Beam options), or {}.
+
+    Raises:
+      ConfigError: the file cannot be read, or is not a config.
+    """
+    return _section(_load_yaml(path), "pipeline")
+
+
 def beam_argv(argv: Sequence[str] | None) -> list[str]:
     """The Beam flags of a run: the YAML's ``pipeline:`` section, then argv.
 
@@ -189,9 +297,8 @@ def beam_argv(argv: Sequence[str] | None) -> list[str]:
         pipelines (Beam's own DaskRunner; see ``pipelines.runners.dask``).
     """
     argv = list(argv or [])
-    config_path = PipelineOptions(argv).view_as(MilvusOptions).config
     flags = []
-    for key, value in _section(_load_yaml(config_path), "pipeline").items():
+    for key, value in pipeline_section(config_path(argv)).items():
         if isinstance(value, bool):
             flags.append(f"--{key}" if value else f"--no_{key}")
         else:
@@ -268,7 +375,7 @@ def ingest_settings(options: PipelineOptions) -> IngestSettings:
         write=_build(WriteConfig, "write", write),
         dead_letter_path=_anchored(
             flags.dead_letter_path
-            or str(config.get("dead_letter_path") or "dead_letters/dead_letters")
+            or str(config.get("dead_letter_path") or DEFAULT_DEAD_LETTER_PATH)
         ),
     )
 
@@ -306,5 +413,5 @@ def search_settings(options: PipelineOptions) -> SearchSettings:
         target=_target(config, common),
         top_k=top_k,
         filter_expression=flags.filter_expression or search.get("filter", ""),
-        output=_anchored(flags.output or search.get("output", "search_results/results")),
+        output=_anchored(flags.output or search.get("output", DEFAULT_SEARCH_OUTPUT)),
     )

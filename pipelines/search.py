@@ -20,8 +20,14 @@ import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from pipelines.cli import run_main
-from pipelines.options import SearchSettings, beam_argv, search_settings
+from pipelines.cli import Command, run_main
+from pipelines.options import (
+    MilvusOptions,
+    SearchOptions,
+    SearchSettings,
+    beam_argv,
+    search_settings,
+)
 from transforms import EncodeQueries, SearchMilvus
 from transforms.milvus.collection import require_collection
 from transforms.types import SearchResult
@@ -88,7 +94,8 @@ def run(
 
 
 def main() -> None:
-    run_main(run)
+    """``python -m pipelines.search`` and ``milvus-search``: flags checked, then :func:`run`."""
+    run_main(run, Command("pipelines.search", __doc__, (MilvusOptions, SearchOptions)))
 
 
 if __name__ == "__main__":
