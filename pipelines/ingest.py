@@ -37,9 +37,15 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.portability import portable_runner
 from apache_beam.runners.runner import PipelineResult
 
-from pipelines.cli import run_main
+from pipelines.cli import Command, run_main
 from pipelines.lite_server import needs_server, serve_lite
-from pipelines.options import IngestOptions, IngestSettings, beam_argv, ingest_settings
+from pipelines.options import (
+    IngestOptions,
+    IngestSettings,
+    MilvusOptions,
+    beam_argv,
+    ingest_settings,
+)
 from transforms import metrics
 from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget
 from transforms.embedding import EmbedChunks, EmbedOutput, ModelDescription, describe_model
@@ -283,7 +289,8 @@ def run(
 
 
 def main() -> None:
-    run_main(run)
+    """``python -m pipelines.ingest`` and ``milvus-ingest``: flags checked, then :func:`run`."""
+    run_main(run, Command("pipelines.ingest", __doc__, (MilvusOptions, IngestOptions)))
 
 
 if __name__ == "__main__":
