@@ -37,6 +37,8 @@ TEST_REQUIRES = [
     "gcp-storage-emulator>=2024.8",
     # The Dask runner test: a local scheduler and workers.
     "apache-beam[dask]>=2.77,<2.78",
+    # The layer contracts in pyproject.toml: make lint, and docs/library.md's runnable block.
+    "import-linter>=2.1,<3",
 ]
 
 EXTRAS_REQUIRE = {
@@ -54,14 +56,7 @@ EXTRAS_REQUIRE = {
     # brings transformers, onnxruntime and scipy) and the Milvus 2.3.5 server it starts.
     "bench": ["pymilvus[model]>=2.6,<4", "milvus==2.3.5; sys_platform != 'win32'"],
     "test": TEST_REQUIRES,
-    # import-linter: the layer contracts in pyproject.toml (make lint).
-    "dev": [
-        *TEST_REQUIRES,
-        "ruff>=0.8,<1",
-        "mypy>=1.13,<2",
-        "types-PyYAML",
-        "import-linter>=2.1,<3",
-    ],
+    "dev": [*TEST_REQUIRES, "ruff>=0.8,<1", "mypy>=1.13,<2", "types-PyYAML"],
 }
 
 setup(
