@@ -75,6 +75,7 @@ setup(
             "milvus-ingest=pipelines.ingest:main",
             "milvus-search=pipelines.search:main",
             "milvus-ingest-demo=pipelines.demo:main",
+            "milvus-inspect=pipelines.inspect:main",
         ]
     },
     classifiers=[
