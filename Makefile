@@ -8,6 +8,10 @@ CONFIG ?= configs/local.yaml
 # Beam flags for the pipelines, e.g. RUNNER_FLAGS="--direct_num_workers=2 --direct_running_mode=multi_processing"
 RUNNER_FLAGS ?=
 PYTEST_ARGS ?= -q
+# The local engines the engine tests (tests/test_runners_local.py) run on: Beam's FnApiRunner,
+# and Prism where Go can build it (make prism). CI names both, so that it fails without Go.
+comma := ,
+ENGINES ?= fnapi$(if $(shell command -v go 2>/dev/null),$(comma)prism)
 
 # The runner targets: INPUT and MODEL override the config's source and model; a Milvus server
 # comes from MILVUS_URI (its token from MILVUS_TOKEN, never a flag). See README, "Runner cookbook".
@@ -30,8 +34,8 @@ GCP_REGION ?=
 GCS_BUCKET ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test install-dev install-gcp install-bench install-dask demo ingest search test lint \
-	format clean constraints bench run-multiprocess run-portable run-dask run-flink run-dataflow
+.PHONY: help install install-test install-dev install-gcp install-bench install-dask prism demo ingest search \
+	test lint format clean constraints bench run-multiprocess run-portable run-dask run-flink run-dataflow
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +56,17 @@ install-dev: $(VENV)/.installed-dev ## Install the project, the tests and the li
 install-gcp: $(VENV)/.installed-gcp ## Install the project and what launching on Dataflow needs
 install-bench: $(VENV)/.installed-bench ## Install the project and the benchmark's peers and server
 install-dask: $(VENV)/.installed-dask ## Install the project and what running on Dask needs
+
+# Prism, Beam's Go runner, built from the Go module proxy for the Beam version the venv holds
+# (Beam itself downloads it from GitHub releases). Built once: the binary is the target, so
+# after upgrading Beam, delete it to build the new one.
+PRISM := $(BIN)/prism
+$(PRISM): | $(BIN)/python
+	GOBIN=$(abspath $(BIN)) GOFLAGS=-mod=mod go install \
+		github.com/apache/beam/sdks/v2/go/cmd/prism@v$$($(BIN)/python -c \
+		'from apache_beam.version import __version__; print(__version__)')
+
+prism: install $(PRISM) ## Build Beam's Prism runner into $(VENV) (needs Go; 1-4 min and 1.5 GB of Go caches the first time)
 
 demo: install ## Ingest Python's docs into Milvus Lite (work/) and answer sample questions
 	$(BIN)/python -m pipelines.demo --config $(CONFIG) $(RUNNER_FLAGS)
@@ -91,8 +106,9 @@ run-dataflow: install-gcp ## Ingest with configs/dataflow.yaml on Dataflow (GCP_
 bench: install-bench ## Benchmark against the limits and the peers (~15 min; BENCH_FLAGS)
 	$(BIN)/python -m bench.run --json work/bench/report.json --markdown work/bench/report.md $(BENCH_FLAGS)
 
-test: install-test ## Run the tests
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install-test $(if $(findstring prism,$(ENGINES)),$(PRISM)) ## Run the tests; the engine tests on the FnApiRunner, and on Prism where Go is
+	$(if $(findstring prism,$(ENGINES)),,@echo "ENGINES=$(ENGINES): the engine tests run without Prism (make prism needs Go)")
+	$(BIN)/python -m pytest --engines=$(ENGINES) $(PYTEST_ARGS)
 
 lint: install-dev ## ruff (lint + format check), mypy, and the layer contracts (import-linter)
 	$(BIN)/ruff check .
