@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import uuid
 
 import numpy as np
@@ -13,6 +14,42 @@ from transforms.testing import runners, servers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_MODEL = str(REPO / "models" / "minilm-l6-m2v-256")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--engines``: the local engines the tests that take ``engine`` run on."""
+    parser.addoption(
+        "--engines",
+        default="fnapi",
+        help="Comma-separated local engines for the tests that take `engine`: fnapi (Beam's "
+        "FnApiRunner), prism (Prism, from --prism_location). make test names both where Go "
+        "can build Prism; CI always does.",
+    )
+    parser.addoption(
+        "--prism_location",
+        default=str(pathlib.Path(sys.prefix) / "bin" / "prism"),
+        help="The Prism binary for --engines=prism (default: the venv's, which make prism builds).",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Runs each test that takes ``engine`` once per engine ``--engines`` names."""
+    if "engine" in metafunc.fixturenames:
+        keys = [k.strip() for k in str(metafunc.config.getoption("engines")).split(",") if k]
+        unknown = sorted(set(keys) - set(runners.LOCAL_ENGINES))
+        if unknown:
+            raise pytest.UsageError(
+                f"--engines: unknown {unknown}; known: {', '.join(runners.LOCAL_ENGINES)}"
+            )
+        metafunc.parametrize("engine", keys, indirect=True)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> runners.LocalEngine:
+    """A local engine of ``--engines``; fails (never skips) when Prism's binary is missing."""
+    location = pathlib.Path(str(request.config.getoption("prism_location")))
+    return runners.local_engine(str(request.param), location)
+
 
 WORDS = [
     "the",

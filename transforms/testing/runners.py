@@ -13,6 +13,8 @@
   DataflowRunner can stage a job and a model can come from ``gs://`` offline.
 * :data:`REPLAY_STAGED_PIPELINE`: a script, run inside the worker
   environment, that executes a staged Dataflow ``pipeline.pb`` in process.
+* :func:`local_engine`: the local engines the pipeline tests run on (Beam's
+  FnApiRunner, and Prism from a binary ``make prism`` builds), as Beam flags.
 
 Every server listens on 127.0.0.1 or ``localhost`` on a free port, runs in its
 own process group, and is stopped (the whole group) by the context managers.
@@ -39,10 +41,12 @@ from transforms.testing.processes import free_port, start_process, stop_process,
 
 __all__ = [
     "BEAM_VERSION",
+    "LOCAL_ENGINES",
     "OFFLINE_ENV",
     "REPLAY_STAGED_PIPELINE",
     "SDIST_SOURCES",
     "GcsEmulator",
+    "LocalEngine",
     "PortableServices",
     "WorkerVenv",
     "add_dask",
@@ -51,6 +55,7 @@ __all__ = [
     "dask_cluster",
     "distributions",
     "gcs_emulator",
+    "local_engine",
     "make_worker_venv",
     "portable_services",
 ]
@@ -330,6 +335,53 @@ def gcs_emulator(folder: Path, bucket: str = "milvus-ingest") -> Iterator[GcsEmu
         yield GcsEmulator(f"http://127.0.0.1:{port}", bucket, proc)
     finally:
         stop_process(proc)
+
+
+LOCAL_ENGINES = ("fnapi", "prism")
+"""The keys of :func:`local_engine`, as ``pytest --engines`` takes them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalEngine:
+    """A local engine, and the Beam flags that run a pipeline on it."""
+
+    key: str
+    """As ``pytest --engines`` names it: ``fnapi`` or ``prism``."""
+    name: str
+    """As the run's report names it (its ``engine`` field)."""
+    runner: str
+    """As ``--runner`` names it (the report's ``runner`` field)."""
+    flags: tuple[str, ...]
+    several_processes: bool
+    """Whether it runs ``--direct_num_workers=N --direct_running_mode=multi_processing``
+    in N worker processes. Prism (Beam 2.77) starts one SDK worker per pipeline."""
+
+
+def local_engine(key: str, prism_location: Path) -> LocalEngine:
+    """The local engine named ``key`` (one of :data:`LOCAL_ENGINES`).
+
+    Args:
+      key: ``fnapi`` for Beam's FnApiRunner, what ``configs/local.yaml`` pins;
+        ``prism`` for Prism, Beam's Go runner, what Beam's DirectRunner runs on
+        where it can download it.
+      prism_location: The Prism binary (``make prism`` builds it into the venv).
+
+    Raises:
+      FileNotFoundError: ``prism`` without a binary at ``prism_location``, so
+        that a run meant to test Prism fails instead of testing nothing.
+      ValueError: an unknown key.
+    """
+    if key == "fnapi":
+        return LocalEngine(key, "FnApiRunner", "FnApiRunner", ("--runner=FnApiRunner",), True)
+    if key == "prism":
+        if not prism_location.is_file():
+            raise FileNotFoundError(
+                f"no Prism binary at {prism_location}: build it with `make prism` (needs Go), or "
+                "pass pytest --prism_location=PATH"
+            )
+        flags = ("--runner=PrismRunner", f"--prism_location={prism_location}")
+        return LocalEngine(key, "Prism", "PrismRunner", flags, False)
+    raise ValueError(f"unknown engine {key!r}; known: {', '.join(LOCAL_ENGINES)}")
 
 
 REPLAY_STAGED_PIPELINE = '''\
