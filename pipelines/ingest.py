@@ -29,14 +29,11 @@ from typing import Any
 import apache_beam as beam
 import fsspec
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (
-    GoogleCloudOptions,
-    PipelineOptions,
-    StandardOptions,
-)
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from apache_beam.runners.portability import portable_runner
 from apache_beam.runners.runner import PipelineResult
 
+from pipelines import engines
 from pipelines.cli import Command, run_main
 from pipelines.lite_server import needs_server, serve_lite
 from pipelines.options import (
@@ -228,7 +225,11 @@ def run(
     with _run_target(settings, options) as target:
         # The runner is made first: one that refuses to run (a Beam version it
         # does not support) must do so before any collection is made or dropped.
-        pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
+        pipeline = (
+            test_pipeline
+            if test_pipeline is not None
+            else beam.Pipeline(runner=engines.make_runner(options), options=options)
+        )
         state = prepare_collection(
             target, dim=model.dim, fingerprint=model.fingerprint, config=settings.write
         )
@@ -244,7 +245,8 @@ def run(
                     "collection": target.collection,
                     "uri": settings.target.uri,
                     "created": state.created,
-                    "runner": str(options.view_as(StandardOptions).runner),
+                    "runner": engines.runner_name(options, pipeline.runner),
+                    "engine": engines.engine_of(pipeline.runner, result),
                     "model": dict(model.fingerprint),
                 },
                 flags.report_path,
@@ -266,7 +268,8 @@ def run(
         )
     report["seconds"] = round(time.monotonic() - started, 3)  # the final flush included
     report["documents_per_s"] = round(report[metrics.DOCUMENTS_READ] / report["seconds"], 1)
-    report["runner"] = str(options.view_as(StandardOptions).runner or "DirectRunner")
+    report["runner"] = engines.runner_name(options, pipeline.runner)  # as named, or chosen
+    report["engine"] = engines.engine_of(pipeline.runner, result)  # what ran the steps
     report["model"] = dict(model.fingerprint)
     report["model_loads"] = found.get(metrics.MODEL_LOADS, 0)  # worker processes that loaded it
     report["dead_letters_by_stage"] = {
