@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import platform
 import re
 import subprocess
 import sys
@@ -124,13 +125,13 @@ def _home_where_the_direct_runner_finds(engine: LocalEngine, home: pathlib.Path)
     # Downloads go through a proxy that refuses at once; local connections do not.
     refused = {"https_proxy": "http://127.0.0.1:9", "no_proxy": "localhost,127.0.0.1,::1"}
     env.update(OFFLINE_ENV, HOME=str(home), **refused, **{k.upper(): v for k, v in refused.items()})
-    if engine.key == "prism":
-        name = f"apache_beam-v{BEAM_VERSION}-prism-linux-amd64"
+    if engine.binary is not None:
+        arch = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "amd64"
+        name = f"apache_beam-v{BEAM_VERSION}-prism-{platform.system().lower()}-{arch}"
         cache = home / os.path.relpath(PrismJobServer.BIN_CACHE, os.path.expanduser("~"))
         cache.mkdir(parents=True)
-        binary = next(f.split("=", 1)[1] for f in engine.flags if f.startswith("--prism_location"))
         with zipfile.ZipFile(cache / f"{name}.zip", "w") as z:
-            z.write(binary, name)
+            z.write(engine.binary, name)
     return env
 
 

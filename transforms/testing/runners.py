@@ -355,6 +355,8 @@ class LocalEngine:
     several_processes: bool
     """Whether it runs ``--direct_num_workers=N --direct_running_mode=multi_processing``
     in N worker processes. Prism (Beam 2.77) starts one SDK worker per pipeline."""
+    binary: Path | None = None
+    """The engine's own executable (Prism's), if it has one."""
 
 
 def local_engine(key: str, prism_location: Path) -> LocalEngine:
@@ -380,7 +382,7 @@ def local_engine(key: str, prism_location: Path) -> LocalEngine:
                 "pass pytest --prism_location=PATH"
             )
         flags = ("--runner=PrismRunner", f"--prism_location={prism_location}")
-        return LocalEngine(key, "Prism", "PrismRunner", flags, False)
+        return LocalEngine(key, "Prism", "PrismRunner", flags, False, prism_location)
     raise ValueError(f"unknown engine {key!r}; known: {', '.join(LOCAL_ENGINES)}")
 
 
