@@ -8,7 +8,9 @@ model2vec and checks that it agrees with what is read here.
 
 A model source is a Hugging Face id (``minishlab/potion-base-8M``), a local
 folder, or an fsspec URL of a folder (``gs://bucket/models/potion``), which is
-copied once to a local cache on each machine.
+copied once to a local cache on each machine. :func:`local_model_path` tells a
+path from an id by its shape, so that a mistyped folder fails as "no such model
+folder", never as a download from the hub.
 
 Cost: locating a local folder is a ``stat``; a Hugging Face id is looked up
 in the local hub cache first and downloaded only when missing. Reading the
@@ -23,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -34,6 +37,7 @@ __all__ = [
     "DEFAULT_MAX_LENGTH",
     "ModelFiles",
     "ModelLoadError",
+    "local_model_path",
     "resolve_model_source",
     "tokenizer_fingerprint",
     "vectors_fingerprint",
@@ -69,34 +73,97 @@ def _is_url(source: str) -> bool:
     return "://" in source and not source.startswith("file://")
 
 
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~", "file://")) or os.sep in source.replace("/", "", 1)
+# A Hugging Face repository id, as huggingface_hub validates it: ``name`` or
+# ``owner/name``, each part letters, digits, ``-``, ``_`` and ``.``, neither
+# starting nor ending with ``-`` or ``.``, the name at most 96 characters.
+_HF_PART = r"[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?"
+_HF_ID = re.compile(rf"^(?:{_HF_PART}/)?{_HF_PART}$")
+_HF_NAME_MAX = 96
+
+
+def _is_hf_id(source: str) -> bool:
+    """Whether ``source`` has the shape of a Hugging Face id (``name`` or ``owner/name``)."""
+    return (
+        bool(_HF_ID.match(source))
+        and len(source.rsplit("/", 1)[-1]) <= _HF_NAME_MAX
+        and "--" not in source
+        and ".." not in source
+    )
+
+
+def local_model_path(source: str, base: str | None = None) -> str | None:
+    """The local path a model source names, absolute; None for a Hugging Face id or a URL.
+
+    Decides, without reading the folder, whether ``source`` is a path, so that
+    a mistyped folder fails as one ("no such model folder") instead of being
+    looked up on the Hugging Face hub. A source is a path when it:
+
+    * is a ``file://`` URL, starts with ``/``, ``~`` or ``.`` (``./m``,
+      ``../m``), or is absolute on this system;
+    * has a shape no Hugging Face id has: more than one ``/``, a backslash, or
+      a character an id cannot hold (a space, ``:``...);
+    * has an id's shape (``name`` or ``owner/name``) but exists under
+      ``base``, or its ``owner`` is a folder there: ``models/minilm-typo``
+      where ``models/`` is a folder is a mistyped path, not a model of the
+      hub's user ``models``.
+
+    Anything else shaped ``name`` or ``owner/name`` is a Hugging Face id, and
+    any other ``scheme://`` is an fsspec URL. Costs a ``stat`` or two.
+
+    Args:
+      source: The model as the user gave it.
+      base: The folder a relative path is relative to: the config file's
+        folder for a config's value, the current folder (the default) for a
+        flag's.
+
+    Returns:
+      The absolute path (``..`` resolved as written, symbolic links kept), or
+      None.
+    """
+    if _is_url(source):
+        return None
+    base = base or os.getcwd()
+    path = os.path.expanduser(source.removeprefix("file://"))
+    anchored = os.path.normpath(os.path.join(base, path))
+    if source.startswith(("file://", "/", "~", ".")) or os.path.isabs(path):
+        return anchored
+    if not _is_hf_id(source):
+        return anchored
+    owner = source.split("/", 1)[0] if "/" in source else None
+    if os.path.exists(anchored) or (owner and os.path.isdir(os.path.join(base, owner))):
+        return anchored
+    return None
 
 
 def resolve_model_source(source: str, cache_dir: str | None = None) -> str:
     """Returns a local folder, or a Hugging Face id, to load ``source`` from.
 
-    A local folder is used as it is; an fsspec URL is copied to
+    A local folder (see :func:`local_model_path`; relative to the current
+    folder) is used as it is, as an absolute path; an fsspec URL is copied to
     ``cache_dir`` (default ``$MILVUS_INGEST_MODEL_CACHE`` or
     ``~/.cache/milvus-ingest/models``) once per machine; anything else is taken
     as a Hugging Face id.
 
     Raises:
-      ModelLoadError: the folder does not exist, or the URL cannot be copied.
+      ModelLoadError: the source is a path and no folder is there (the
+        message is ``no such model folder: <absolute path>``), or the URL
+        cannot be copied.
     """
     if not source:
         raise ModelLoadError("model source is empty: give a Hugging Face id, a folder or a URL.")
     if _is_url(source):
         return _stage_remote_folder(source, cache_dir or os.environ.get(_CACHE_ENV, _DEFAULT_CACHE))
-    path = os.path.expanduser(source.removeprefix("file://"))
+    path = local_model_path(source)
+    if path is None:
+        return source
     if os.path.isdir(path):
         return path
-    if os.path.exists(path) or _looks_like_path(source):
+    if os.path.exists(path):
         raise ModelLoadError(
-            f"model source {source!r} is not a folder with a Model2Vec model "
-            "(config.json, model.safetensors, tokenizer.json); check the path."
+            f"model source {path} is a file: give the folder that holds the Model2Vec model "
+            "(config.json, model.safetensors, tokenizer.json)."
         )
-    return source
+    raise ModelLoadError(f"no such model folder: {path}")
 
 
 def _stage_remote_folder(url: str, cache_dir: str) -> str:
