@@ -7,7 +7,9 @@ Run it with ``make demo``, or::
 It writes the topics that ship with CPython (``pydoc_data.topics``) as a JSONL
 corpus, ingests it with the config's model into the config's Milvus Lite
 store, and answers the config's sample questions with their top hits. Nothing
-is downloaded.
+is downloaded. The corpus goes beside the config's ``source.patterns``; with
+``configs/local.yaml``, it, the store and the dead letters are in the
+repository's ``work/``, which git ignores, from whatever folder the demo runs.
 """
 
 from __future__ import annotations

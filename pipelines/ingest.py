@@ -286,6 +286,7 @@ def run(
         name: found.get(name, 0)
         for name in (metrics.ROWS_UPSERTED, metrics.BATCHES_WRITTEN, metrics.BYTES_WRITTEN)
     } | {name: n for name, n in sorted(found.items()) if name.startswith(metrics.WRITE_RETRIES)}
+    report["run_id"] = settings.run_id  # <dead_letter_path>/<collection>/<run id>/
     report["dead_letter_path"] = settings.dead_letter_path
     _write_report(report, flags.report_path)
     return result

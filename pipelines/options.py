@@ -10,6 +10,21 @@ points in ``pipelines.cli`` refuse flags that neither knows).
 Each flag's help is one line that ends with its default, as ``--help`` shows
 it; a default that comes from the config says so.
 
+Paths: a relative path in a config file (``source.patterns``, ``model``,
+``milvus.uri`` of a Lite store, ``milvus.token_file``, the TLS files of
+``milvus.client_options``, ``dead_letter_path``, ``search.output``) is relative
+to the config file's folder, so that ``--config configs/local.yaml`` means the
+same from any folder; a relative path given as a flag is relative to the
+current folder. Both are made absolute on the launcher, so that workers
+started elsewhere find them. (The ``pipeline:`` section is Beam's flags,
+passed to Beam as they are.)
+
+Outputs never overwrite another run's: each run has a run id (its UTC start
+time and a random suffix, :func:`new_run_id`), and writes its dead letters
+under ``<dead_letter_path>/<collection>/<run id>/`` and its search results
+under ``<search output>/<collection>/<run id>/``; by default both are in
+``work/``, which git ignores.
+
 Secrets are never options: the Milvus token comes from the environment
 variable named by ``milvus.token_env`` (default ``MILVUS_TOKEN``) or from
 ``--milvus_token_file``.
@@ -19,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,9 +49,11 @@ from transforms.config import (
     IndexConfig,
     MilvusTarget,
     SourceConfig,
+    SourceFormat,
     WriteConfig,
     as_patterns,
 )
+from transforms.model_files import local_model_path, resolve_model_source
 
 __all__ = [
     "LOG_LEVELS",
@@ -48,13 +67,21 @@ __all__ = [
     "beam_argv",
     "config_path",
     "ingest_settings",
+    "new_run_id",
     "pipeline_section",
+    "run_output",
     "search_settings",
 ]
 
 DEFAULT_MODEL = "minishlab/potion-base-8M"
-DEFAULT_DEAD_LETTER_PATH = "dead_letters/dead_letters"
-DEFAULT_SEARCH_OUTPUT = "search_results/results"
+OUTPUT_FOLDER = "work"
+"""Where outputs go by default, relative to the current folder (git ignores it)."""
+DEFAULT_DEAD_LETTER_PATH = f"{OUTPUT_FOLDER}/dead_letters"
+DEFAULT_SEARCH_OUTPUT = f"{OUTPUT_FOLDER}/search"
+DEAD_LETTER_FILES = "dead_letters"
+"""Name of a run's dead-letter files, in its folder: ``dead_letters-00000-of-00001.jsonl``."""
+SEARCH_RESULT_FILES = "results"
+"""Name of a search's result files, in its folder: ``results-00000-of-00001.jsonl``."""
 _BEAM_DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
@@ -99,14 +126,46 @@ class IngestOptions(PipelineOptions):
         parser.add_argument(
             "--input",
             metavar="PATTERNS",
-            help="files to read: path, folder or glob; several separated by commas (default: "
-            "source.patterns of the config)",
+            help="files to read: path, folder or glob; several separated by commas, e.g. "
+            "'notes/*.md,data.jsonl' (default: source.patterns of the config)",
+        )
+        formats = [f.value for f in SourceFormat]
+        parser.add_argument(
+            "--format",
+            metavar="FORMAT",
+            type=str.lower,
+            choices=formats,
+            help="how to read every file: auto (by extension: .jsonl, .ndjson, .json, .csv, "
+            ".tsv, .parquet; any other file, .md or .txt, is one document of text), "
+            f"{', '.join(formats[1:-1])} or {formats[-1]} (default: source.format of the "
+            "config, else auto)",
+        )
+        parser.add_argument(
+            "--text_field",
+            metavar="NAMES",
+            help="field of JSONL/JSON/CSV/TSV/Parquet records that holds the text, or several "
+            "separated by commas, joined; a text file (.md, .txt) is one document whatever this "
+            "says (default: source.text_field of the config, else text)",
+        )
+        parser.add_argument(
+            "--id_field",
+            metavar="NAME",
+            help="field of those records with the document id; '' for ids from where records "
+            "are, path:line (default: source.id_field of the config, else id)",
+        )
+        parser.add_argument(
+            "--metadata_fields",
+            metavar="NAMES",
+            help="fields of those records kept as metadata, separated by commas; '' for none, "
+            "'*' for all but the id and text fields; a text file's metadata is its path "
+            "(default: source.metadata_fields of the config, else all)",
         )
         parser.add_argument(
             "--dead_letter_path",
-            metavar="PREFIX",
-            help="prefix of the JSONL files that receive dead letters (default: dead_letter_path "
-            f"of the config, else {DEFAULT_DEAD_LETTER_PATH})",
+            metavar="FOLDER",
+            help="folder of the dead letters: each run writes <collection>/<run id>/"
+            f"{DEAD_LETTER_FILES}-*.jsonl in it (default: dead_letter_path of the config, else "
+            f"{DEFAULT_DEAD_LETTER_PATH})",
         )
         parser.add_argument(
             "--report_path",
@@ -155,9 +214,10 @@ class SearchOptions(PipelineOptions):
         )
         parser.add_argument(
             "--output",
-            metavar="PREFIX",
-            help="prefix of the JSONL files that receive the results (default: search.output "
-            f"of the config, else {DEFAULT_SEARCH_OUTPUT})",
+            metavar="FOLDER",
+            help="folder of the results: each search writes <collection>/<run id>/"
+            f"{SEARCH_RESULT_FILES}-*.jsonl in it (default: search.output of the config, else "
+            f"{DEFAULT_SEARCH_OUTPUT})",
         )
 
 
@@ -196,7 +256,14 @@ PROJECT_OPTIONS: tuple[type[PipelineOptions], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class IngestSettings:
-    """Everything an ingestion run needs, validated."""
+    """Everything an ingestion run needs, validated.
+
+    Attributes:
+      dead_letter_path: Prefix of this run's dead-letter files,
+        ``<dead_letter_path>/<collection>/<run id>/dead_letters``: a run never
+        overwrites another's.
+      run_id: This run's id (see :func:`new_run_id`).
+    """
 
     source: SourceConfig
     model: str
@@ -204,11 +271,18 @@ class IngestSettings:
     target: MilvusTarget
     write: WriteConfig
     dead_letter_path: str
+    run_id: str
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchSettings:
-    """Everything a search run needs, validated."""
+    """Everything a search run needs, validated.
+
+    Attributes:
+      output: Prefix of this search's result files,
+        ``<search output>/<collection>/<run id>/results``.
+      run_id: This search's id (see :func:`new_run_id`).
+    """
 
     queries: tuple[str, ...]
     model: str
@@ -216,6 +290,7 @@ class SearchSettings:
     top_k: int
     filter_expression: str
     output: str
+    run_id: str
 
 
 _SECTIONS = (
@@ -231,6 +306,11 @@ _SECTIONS = (
 
 
 def _load_yaml(path: str | None) -> dict[str, Any]:
+    """The config file at ``path`` (or {}), its relative paths made absolute from its folder.
+
+    Raises:
+      ConfigError: the file cannot be read, or is not a config.
+    """
     if not path:
         return {}
     try:
@@ -249,7 +329,83 @@ def _load_yaml(path: str | None) -> dict[str, Any]:
         raise ConfigError(
             f"--config {path!r} has unknown section(s) {unknown}; known: {', '.join(_SECTIONS)}."
         )
-    return loaded
+    return _with_absolute_paths(loaded, os.path.dirname(os.path.abspath(path)))
+
+
+# Keys of milvus.client_options that name files (TLS certificates and keys).
+_CLIENT_FILE_OPTIONS = ("server_pem_path", "client_pem_path", "client_key_path", "ca_pem_path")
+
+
+def _local(path: str, base: str) -> str:
+    """A local path made absolute from ``base``; URLs and absolute paths as they are.
+
+    ``..`` is resolved as written, not through symbolic links, as a shell's
+    ``cd`` does: ``configs/../work`` is ``work`` beside the ``configs`` the
+    user named, even where ``configs`` is a link.
+    """
+    if "://" in path:
+        return path
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _anchored(path: str) -> str:
+    """A relative local path given as a flag, made absolute from the current folder.
+
+    Absolute, it means the same on workers that run from another folder
+    (Dask, portable and Flink workers); URLs and absolute paths are left as
+    they are.
+    """
+    return _local(path, os.getcwd())
+
+
+def _local_uri(uri: str, base: str) -> str:
+    """A Milvus Lite file made absolute from ``base``; a server's URI as it is."""
+    return uri if "://" in uri or uri.startswith("unix:") else _local(uri, base)
+
+
+def _with_absolute_paths(config: dict[str, Any], base: str) -> dict[str, Any]:
+    """The config with the relative paths it holds made absolute from ``base``.
+
+    Values of the wrong type are left as they are, for the settings to refuse
+    with a message that names them. A ``model`` is a path only if it looks
+    like one (see :func:`~transforms.model_files.local_model_path`): a
+    Hugging Face id stays an id.
+    """
+    config = dict(config)
+    source = config.get("source")
+    if isinstance(source, dict) and "patterns" in source:
+        patterns = source["patterns"]
+        listed = [patterns] if isinstance(patterns, str) else patterns
+        if isinstance(listed, (list, tuple)) and all(isinstance(p, str) for p in listed):
+            config["source"] = {
+                **source,
+                "patterns": [_local(p, base) for p in as_patterns(patterns)],
+            }
+    model = config.get("model")
+    if isinstance(model, str) and model:
+        config["model"] = local_model_path(model, base) or model
+    milvus = config.get("milvus")
+    if isinstance(milvus, dict):
+        milvus = dict(milvus)
+        if isinstance(milvus.get("uri"), str) and milvus["uri"]:
+            milvus["uri"] = _local_uri(milvus["uri"], base)
+        if isinstance(milvus.get("token_file"), str) and milvus["token_file"]:
+            milvus["token_file"] = _local(milvus["token_file"], base)
+        options = milvus.get("client_options")
+        if isinstance(options, dict):
+            milvus["client_options"] = {
+                key: _local(value, base)
+                if key in _CLIENT_FILE_OPTIONS and isinstance(value, str) and value
+                else value
+                for key, value in options.items()
+            }
+        config["milvus"] = milvus
+    if isinstance(config.get("dead_letter_path"), str) and config["dead_letter_path"]:
+        config["dead_letter_path"] = _local(config["dead_letter_path"], base)
+    search = config.get("search")
+    if isinstance(search, dict) and isinstance(search.get("output"), str) and search["output"]:
+        config["search"] = {**search, "output": _local(search["output"], base)}
+    return config
 
 
 def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -315,13 +471,14 @@ def beam_argv(argv: Sequence[str] | None) -> list[str]:
 
 
 def _target(config: Mapping[str, Any], options: MilvusOptions) -> MilvusTarget:
+    """The config's ``milvus:`` section, the flags winning over it."""
     milvus = _section(config, "milvus")
     if options.milvus_uri:
-        milvus["uri"] = options.milvus_uri
+        milvus["uri"] = _local_uri(options.milvus_uri, os.getcwd())
     if options.collection:
         milvus["collection"] = options.collection
     if options.milvus_token_file:
-        milvus["token_file"] = options.milvus_token_file
+        milvus["token_file"] = _anchored(options.milvus_token_file)
     if "uri" not in milvus or "collection" not in milvus:
         raise ConfigError(
             "milvus.uri and milvus.collection are required: set them in the config's milvus: "
@@ -330,35 +487,106 @@ def _target(config: Mapping[str, Any], options: MilvusOptions) -> MilvusTarget:
     return _build(MilvusTarget, "milvus", milvus)
 
 
-def _anchored(path: str) -> str:
-    """A relative local path made absolute, so that it means the same on
-    workers that run from another folder (Dask, portable and Flink workers);
-    URLs and absolute paths are left as they are."""
-    if "://" in path or os.path.isabs(path):
-        return path
-    return os.path.abspath(path)
-
-
 def _model(config: Mapping[str, Any], options: MilvusOptions) -> str:
-    model = options.model or config.get("model") or DEFAULT_MODEL
+    """The model: a Hugging Face id, a URL, or an existing folder's absolute path.
+
+    A flag's path is relative to the current folder; the config's is already
+    absolute (see :func:`_load_yaml`).
+
+    Raises:
+      ConfigError: the config's model is not a string.
+      ModelLoadError: the model is a path (see
+        :func:`~transforms.model_files.local_model_path`) and no folder is
+        there: ``no such model folder: <absolute path>``, before anything
+        runs, never a download error.
+    """
+    if options.model:
+        model: object = options.model
+        path = local_model_path(options.model)  # from the current folder
+    else:
+        model = config.get("model") or DEFAULT_MODEL
+        # A path of the config's was found and made absolute from its folder
+        # (_load_yaml); anything else is an id or a URL, whatever is here.
+        path = model if isinstance(model, str) and os.path.isabs(model) else None
     if not isinstance(model, str):
         raise ConfigError(f"model={model!r}: give a Hugging Face id, a folder or a URL.")
-    # A relative path that names no local folder is a Hugging Face id.
-    return _anchored(model) if os.path.exists(model) else model
+    return model if path is None else resolve_model_source(path)
 
 
-def ingest_settings(options: PipelineOptions) -> IngestSettings:
+def new_run_id() -> str:
+    """A new run's id: its UTC start time and a random suffix, ``20250131T142501Z-3fa9c1``.
+
+    Sorts by start time; the suffix (24 random bits) keeps runs started in
+    the same second, on one machine or several, apart.
+    """
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{started}-{secrets.token_hex(3)}"
+
+
+def run_output(folder: str, collection: str, run_id: str, name: str) -> str:
+    """The prefix of one run's files: ``<folder>/<collection>/<run id>/<name>``.
+
+    Args:
+      folder: An absolute local folder or a URL (``gs://bucket/dead_letters``).
+      collection: The run's collection: runs into different collections
+        keep their outputs apart.
+      run_id: The run's id (:func:`new_run_id`).
+      name: The files' name, before Beam's ``-00000-of-00001.jsonl``.
+    """
+    return "/".join((folder.rstrip("/"), collection, run_id, name))
+
+
+def _names_flag(value: str) -> tuple[str, ...]:
+    """Field names given as a flag: one, or several separated by commas."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _source_flags(source: dict[str, Any], flags: IngestOptions) -> dict[str, Any]:
+    """The config's ``source:`` section with the source flags applied over it.
+
+    Raises:
+      ConfigError: ``--text_field`` names no field.
+    """
+    source = dict(source)
+    if flags.input:  # relative to the current folder: see ingest_settings
+        source["patterns"] = list(as_patterns(flags.input))
+    if flags.format is not None:
+        source["format"] = flags.format
+    if flags.text_field is not None:
+        names = _names_flag(flags.text_field)
+        if not names:
+            raise ConfigError(
+                f"--text_field={flags.text_field!r}: name the field that holds the text, or "
+                "several separated by commas (--text_field body, --text_field title,body)."
+            )
+        source["text_field"] = list(names)
+    if flags.id_field is not None:
+        source["id_field"] = flags.id_field.strip() or None
+    if flags.metadata_fields is not None:
+        wanted = flags.metadata_fields.strip()
+        source["metadata_fields"] = None if wanted == "*" else list(_names_flag(wanted))
+    return source
+
+
+def ingest_settings(options: PipelineOptions, *, run_id: str | None = None) -> IngestSettings:
     """Reads the YAML config and applies the command-line overrides.
+
+    The source flags (``--input``, ``--format``, ``--text_field``,
+    ``--id_field``, ``--metadata_fields``) win over the config's ``source:``
+    keys one by one.
+
+    Args:
+      options: The run's flags.
+      run_id: The run's id; a new one (:func:`new_run_id`) when None.
 
     Raises:
       ConfigError: naming the value that is wrong and the fix.
+      ModelLoadError: the model is a path where no folder is.
     """
     flags = options.view_as(IngestOptions)
     common = options.view_as(MilvusOptions)
     config = _load_yaml(common.config)
-    source = _section(config, "source")
-    if flags.input:
-        source["patterns"] = as_patterns(flags.input)
+    source = _source_flags(_section(config, "source"), flags)
     if "patterns" not in source:
         raise ConfigError(
             "no input: pass --input PATH_OR_GLOB or set source.patterns in the config."
@@ -367,24 +595,36 @@ def ingest_settings(options: PipelineOptions) -> IngestSettings:
     write = _section(config, "write")
     if "index" in write:
         write["index"] = _build(IndexConfig, "write.index", write["index"])
+    # Built in the order of the file, so that the first wrong value is the one named.
+    source_config = _build(SourceConfig, "source", source)
+    model = _model(config, common)
+    chunking = _build(ChunkingConfig, "chunking", _section(config, "chunking"))
+    target = _target(config, common)
+    run_id = run_id or new_run_id()
+    dead_letters = _anchored(
+        flags.dead_letter_path or str(config.get("dead_letter_path") or DEFAULT_DEAD_LETTER_PATH)
+    )
     return IngestSettings(
-        source=_build(SourceConfig, "source", source),
-        model=_model(config, common),
-        chunking=_build(ChunkingConfig, "chunking", _section(config, "chunking")),
-        target=_target(config, common),
+        source=source_config,
+        model=model,
+        chunking=chunking,
+        target=target,
         write=_build(WriteConfig, "write", write),
-        dead_letter_path=_anchored(
-            flags.dead_letter_path
-            or str(config.get("dead_letter_path") or DEFAULT_DEAD_LETTER_PATH)
-        ),
+        dead_letter_path=run_output(dead_letters, target.collection, run_id, DEAD_LETTER_FILES),
+        run_id=run_id,
     )
 
 
-def search_settings(options: PipelineOptions) -> SearchSettings:
+def search_settings(options: PipelineOptions, *, run_id: str | None = None) -> SearchSettings:
     """Reads the YAML config and the queries, and applies the overrides.
+
+    Args:
+      options: The search's flags.
+      run_id: The search's id; a new one (:func:`new_run_id`) when None.
 
     Raises:
       ConfigError: naming the value that is wrong and the fix.
+      ModelLoadError: the model is a path where no folder is.
     """
     flags = options.view_as(SearchOptions)
     common = options.view_as(MilvusOptions)
@@ -407,11 +647,16 @@ def search_settings(options: PipelineOptions) -> SearchSettings:
     top_k = flags.top_k if flags.top_k is not None else search.get("top_k", 5)
     if not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k={top_k!r}: must be a whole number of at least 1.")
+    model = _model(config, common)
+    target = _target(config, common)
+    run_id = run_id or new_run_id()
+    output = _anchored(flags.output or str(search.get("output") or DEFAULT_SEARCH_OUTPUT))
     return SearchSettings(
         queries=tuple(queries),
-        model=_model(config, common),
-        target=_target(config, common),
+        model=model,
+        target=target,
         top_k=top_k,
         filter_expression=flags.filter_expression or search.get("filter", ""),
-        output=_anchored(flags.output or search.get("output", DEFAULT_SEARCH_OUTPUT)),
+        output=run_output(output, target.collection, run_id, SEARCH_RESULT_FILES),
+        run_id=run_id,
     )

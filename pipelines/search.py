@@ -5,8 +5,10 @@ Run it::
     python -m pipelines.search --config configs/local.yaml \\
         --query "how do I catch an exception" --top_k 3
 
-Results are written as JSONL to ``--output`` and, once the run is over, read
-back and printed, one JSON line per query.
+Results are written as JSONL under ``--output``, in a folder of this search's
+own (``<collection>/<run id>/results-*.jsonl``: no search overwrites another's,
+and none reads back another's files), and, once the run is over, read back
+and printed, one JSON line per query.
 """
 
 from __future__ import annotations

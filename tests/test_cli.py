@@ -34,7 +34,16 @@ TIMEOUT_S = 300.0
 BIN = pathlib.Path(sys.executable).parent
 
 COMMON_FLAGS = ["--config", "--milvus_uri", "--collection", "--model", "--milvus_token_file"]
-INGEST_FLAGS = ["--input", "--dead_letter_path", "--report_path", "--progress_interval_s"]
+INGEST_FLAGS = [
+    "--input",
+    "--format",
+    "--text_field",
+    "--id_field",
+    "--metadata_fields",
+    "--dead_letter_path",
+    "--report_path",
+    "--progress_interval_s",
+]
 SEARCH_FLAGS = ["--query", "--queries_file", "--top_k", "--filter", "--output"]
 LAST_FLAGS = ["--log_level"]
 FLAGS = {

@@ -199,7 +199,7 @@ def test_bad_records_are_counted_and_written_as_dead_letters(
     assert report["dead_letters_by_stage"] == {"read": 3}
     letters = [
         json.loads(line)
-        for path in (tmp_path / "dead").glob("dl*.jsonl")
+        for path in pathlib.Path(report["dead_letter_path"]).parent.glob("dead_letters-*.jsonl")
         for line in path.read_text().splitlines()
     ]
     bad = str(tmp_path / "corpus" / "bad.jsonl")
@@ -279,8 +279,9 @@ def test_demo_answers_the_sample_question(tmp_path, demo_model, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)
     config = yaml.safe_load((repo / "configs" / "local.yaml").read_text())
     config["model"] = demo_model
-    (tmp_path / "local.yaml").write_text(yaml.safe_dump(config))
-    argv = ["--config", "local.yaml"]
+    (tmp_path / "configs").mkdir()  # its paths are relative to its folder: ../work/...
+    (tmp_path / "configs" / "local.yaml").write_text(yaml.safe_dump(config))
+    argv = ["--config", "configs/local.yaml"]
     demo.write_corpus("work/demo")
     ingest.run(argv)
     _, answers = search.answers([*argv, "--query", "how do I catch an exception"])

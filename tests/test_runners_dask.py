@@ -91,7 +91,7 @@ def test_ingestion_on_a_dask_cluster_writes_exact_rows(
     assert report["chunks"] == report["written"] == report["rows_after"] == 240
     assert report["dead_lettered"] == 1
     assert 1 <= report["model_loads"] <= 2  # at most once per worker process
-    (dead_letter_file,) = (tmp_path / "dead").glob("dl*.jsonl")
+    (dead_letter_file,) = Path(report["dead_letter_path"]).parent.glob("*.jsonl")
     (letter,) = [json.loads(line) for line in dead_letter_file.read_text().splitlines()]
     assert letter["stage"] == "read" and letter["source"] == f"{corpus}:61"
     target = (
