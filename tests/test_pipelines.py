@@ -134,6 +134,16 @@ def test_in_process_engines_write_to_the_embedded_store_directly(
     assert not pathlib.Path(f"{lite_uri}.server.log").exists()  # nothing was served
 
 
+@LITE_ONLY
+def test_a_lite_store_in_a_folder_not_yet_made_is_created(
+    config_file, tmp_path, collection_name, capsys
+) -> None:
+    store = tmp_path / "not" / "yet" / "made.db"
+    ingest.run(["--config", config_file, f"--milvus_uri={store}"])
+    report = last_json_line(capsys.readouterr().out)
+    assert report["written"] == count_rows(str(store), collection_name) > 0
+
+
 def test_ingesting_twice_changes_no_row(config_file, lite_uri, collection_name, capsys) -> None:
     fields = ["id", "text", "vector", "document_id", "chunk_index", "metadata"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -111,6 +112,10 @@ def connect(target: MilvusTarget) -> Any:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
+    if not target.is_remote:
+        # pymilvus opens a Lite store only in a folder that exists; the store
+        # itself it creates, so its folder is made here as any output's is.
+        os.makedirs(os.path.dirname(os.path.abspath(target.uri)), exist_ok=True)
     try:
         return MilvusClient(**_client_kwargs(target))
     except MilvusException as e:
