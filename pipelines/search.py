@@ -22,6 +22,7 @@ import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
+from pipelines import engines
 from pipelines.cli import Command, run_main
 from pipelines.options import (
     MilvusOptions,
@@ -76,7 +77,11 @@ def answers(
     options = PipelineOptions(beam_argv(argv))
     settings = search_settings(options)
     require_collection(settings.target)
-    pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
+    pipeline = (
+        test_pipeline
+        if test_pipeline is not None
+        else beam.Pipeline(runner=engines.make_runner(options), options=options)
+    )
     build_pipeline(pipeline, settings)
     result = pipeline.run()
     result.wait_until_finish()
