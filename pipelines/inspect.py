@@ -46,7 +46,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import options as run_options
 from pipelines.cli import USAGE_STATUS, USER_ERRORS, Command, configure_logging
-from pipelines.options import LOG_LEVELS, MilvusOptions
+from pipelines.options import MilvusOptions, add_log_level_flag
 from transforms.config import ConfigError, MilvusTarget
 from transforms.milvus.client import MilvusConnectionError, connect
 from transforms.milvus.collection import FINGERPRINT_PROPERTY
@@ -713,15 +713,7 @@ def _parser(prog: str) -> _Parser:
         action="store_true",
         help=f"do not count distinct documents (a pass over every row's {FIELD_DOCUMENT_ID})",
     )
-    parser.add_argument(
-        "--log_level",
-        metavar="LEVEL",
-        type=str.upper,
-        choices=LOG_LEVELS,
-        default="INFO",
-        help="this project's log lines on stderr: DEBUG (with tracebacks of errors), INFO, "
-        "WARNING or ERROR (default: %(default)s)",
-    )
+    add_log_level_flag(parser)
     return parser
 
 

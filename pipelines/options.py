@@ -224,6 +224,20 @@ class SearchOptions(PipelineOptions):
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--log_level``, the flag every command line of this project takes."""
+    parser.add_argument(
+        "--log_level",
+        metavar="LEVEL",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="level of this project's log lines on stderr: DEBUG (with errors' tracebacks), "
+        "INFO, WARNING or ERROR; other libraries log from WARNING (from INFO under DEBUG) "
+        "(default: %(default)s)",
+    )
+
+
 class LoggingOptions(PipelineOptions):
     """The launcher's logging: every entry point takes ``--log_level``.
 
@@ -234,15 +248,7 @@ class LoggingOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--log_level",
-            metavar="LEVEL",
-            type=str.upper,
-            choices=LOG_LEVELS,
-            default="INFO",
-            help="level of this project's log lines on stderr: DEBUG (with errors' tracebacks), "
-            "INFO, WARNING or ERROR; other libraries log from WARNING (from INFO under DEBUG)",
-        )
+        add_log_level_flag(parser)
 
 
 PROJECT_OPTIONS: tuple[type[PipelineOptions], ...] = (
