@@ -24,11 +24,13 @@ __all__ = [
     "EmptyMatchTreatment",
     "IndexConfig",
     "MilvusTarget",
+    "SearchConfig",
     "SourceConfig",
     "SourceFormat",
     "TextOverflow",
     "WriteConfig",
     "WriteMode",
+    "default_search_params",
 ]
 
 
@@ -381,28 +383,153 @@ class ChunkingConfig:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+HNSW_BUILD_PARAMS: Mapping[str, int] = {"M": 32, "efConstruction": 400}
+"""The build parameters of an ``HNSW`` index that names none of its own.
+
+Measured (``python -m bench.recall``, docs/search.md): against M 16,
+efConstruction 200 (Milvus Lite's own defaults) it found more of the exact
+top 10 at every ``ef`` (0.993 against 0.985 at ``ef`` 512 on 10,000 chunks),
+for twice the build time.
+"""
+
+_INDEX_BUILD_DEFAULTS: Mapping[str, Mapping[str, int]] = {"HNSW": HNSW_BUILD_PARAMS}
+# Indexes searched as HNSW graphs, whose search-time breadth is ``ef``: HNSW
+# itself, its quantized kinds, and AUTOINDEX, which Milvus 2.3-2.5 servers and
+# Milvus Lite build as HNSW (Zilliz Cloud tunes its own, see below).
+_EF_INDEXES = frozenset({"HNSW", "HNSW_SQ", "HNSW_PQ", "HNSW_PRQ", "AUTOINDEX"})
+
+SEARCH_EF_MIN = 1024
+"""The smallest ``ef`` the search defaults pass to an HNSW graph."""
+SEARCH_EF_PER_HIT = 16
+"""The default ``ef`` is at least this many times ``top_k``."""
+SEARCH_EF_MAX = 32768
+"""The largest ``ef`` Milvus accepts (its ``top_k`` limit, 16384, times 2)."""
+
+
+def default_search_params(index_type: str, top_k: int, *, zilliz: bool = False) -> dict[str, Any]:
+    """The search parameters used when none are given, for an index and ``top_k``.
+
+    An HNSW graph (and AUTOINDEX, which Milvus servers and Milvus Lite build as
+    one) is searched with ``ef = max(1024, 16 * top_k)``, never below ``top_k``
+    (Milvus refuses a smaller one) and at most 32768. Without it a Milvus 2.3.5
+    server searches a graph with its own ``ef`` and Lite with 64, which found
+    0.79-0.94 of the exact top 10 on 10,000 chunks (docs/search.md); with it,
+    0.989-0.996, and 0.95-0.98 on 100,000, for a few milliseconds more. Other
+    indexes get none: FLAT is exact; for IVF set ``nprobe`` in
+    ``search.params``. AUTOINDEX on Zilliz Cloud gets none either: it chooses
+    its own search parameters.
+
+    Args:
+      index_type: The collection's vector index type, as ``describe_index``
+        reports it (case does not matter).
+      top_k: Hits per query.
+      zilliz: The collection is on Zilliz Cloud.
+
+    Returns:
+      The ``params`` of a Milvus search request (``{"ef": 1024}``), or ``{}``.
+    """
+    kind = str(index_type).upper()
+    if kind not in _EF_INDEXES or (zilliz and kind == "AUTOINDEX"):
+        return {}
+    ef = max(SEARCH_EF_MIN, SEARCH_EF_PER_HIT * top_k, top_k)
+    return {"ef": min(ef, SEARCH_EF_MAX)}
+
+
+def _params(value: object, name: str) -> tuple[tuple[str, object], ...]:
+    """A mapping of parameters (as YAML gives them) as sorted pairs."""
+    pairs = tuple(sorted(value.items())) if isinstance(value, Mapping) else value
+    _require(
+        isinstance(pairs, tuple)
+        and all(
+            isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and p[0] for p in pairs
+        ),
+        f"{name}={value!r}: give a mapping of parameter names to values, e.g. {{ef: 256}}.",
+    )
+    return pairs  # type: ignore[return-value]
+
+
 @dataclasses.dataclass(frozen=True)
 class IndexConfig:
     """The vector index created with a new collection.
 
+    The default is ``FLAT``, exact search: the only index that returned at
+    least 0.99 of the exact top 10 at every size measured (1,000 to 100,000
+    chunks of the benchmark corpus, Milvus 2.3.5 server and Milvus Lite), also
+    right after ingestion, with nothing to build or wait for. Its cost grows
+    with the rows: on two cores a search of 100,000 chunks took about 17 ms on
+    the server and 140 ms on Lite, and about ten times that is expected at a
+    million. For faster search of large collections choose ``HNSW`` (build
+    parameters default to :data:`HNSW_BUILD_PARAMS`) and an ``ef`` from the
+    measured table in docs/search.md; recall then depends on the data.
+    ``AUTOINDEX`` lets the server choose (a Milvus 2.3.5 server builds HNSW
+    M 18, efConstruction 240; Lite HNSW M 16, efConstruction 200; Zilliz Cloud
+    its own).
+
     Attributes:
-      index_type: Milvus index type; ``AUTOINDEX`` lets the server choose.
+      index_type: Milvus index type, e.g. ``FLAT``, ``HNSW``, ``AUTOINDEX``,
+        ``IVF_FLAT``.
       metric_type: ``COSINE``, ``IP`` or ``L2``.
-      params: Index build parameters, passed through.
+      params: Index build parameters, passed through; for ``HNSW`` the ones
+        not given are taken from :data:`HNSW_BUILD_PARAMS`.
     """
 
-    index_type: str = "AUTOINDEX"
+    index_type: str = "FLAT"
     metric_type: str = "COSINE"
     params: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
+        _require(
+            isinstance(self.index_type, str) and bool(self.index_type.strip()),
+            f"index.index_type={self.index_type!r}: name a Milvus index type, e.g. FLAT or HNSW.",
+        )
+        kind = self.index_type.strip().upper()
+        object.__setattr__(self, "index_type", kind)
         object.__setattr__(self, "metric_type", str(self.metric_type).upper())
         _require(
             self.metric_type in ("COSINE", "IP", "L2"),
             f"index.metric_type={self.metric_type!r}: use COSINE, IP or L2.",
         )
-        if isinstance(self.params, dict):
-            object.__setattr__(self, "params", tuple(sorted(self.params.items())))
+        given = dict(_params(self.params, "index.params"))
+        params = {**_INDEX_BUILD_DEFAULTS.get(kind, {}), **given}
+        object.__setattr__(self, "params", tuple(sorted(params.items())))
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """How :class:`~transforms.milvus.search.SearchMilvus` searches: the config's
+    ``search:`` keys ``top_k``, ``filter`` and ``params``.
+
+    Attributes:
+      top_k: Hits per query.
+      filter: Milvus boolean expression the hits must satisfy, e.g.
+        ``'document_id like "docs/%"'``; empty for none.
+      params: Search parameters of the collection's index, passed through
+        (``{ef: 2048}`` for HNSW, ``{nprobe: 32}`` for IVF). ``None`` (the
+        default) chooses them from the index and ``top_k`` with
+        :func:`default_search_params`; ``{}`` passes none, leaving them to
+        the server.
+    """
+
+    top_k: int = 5
+    filter: str = ""
+    params: tuple[tuple[str, object], ...] | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.top_k, int) and not isinstance(self.top_k, bool) and self.top_k >= 1,
+            f"search.top_k={self.top_k!r}: must be a whole number of at least 1.",
+        )
+        _require(
+            isinstance(self.filter, str),
+            f"search.filter={self.filter!r}: must be a Milvus expression (a string).",
+        )
+        if self.params is not None:
+            object.__setattr__(self, "params", _params(self.params, "search.params"))
+
+    @property
+    def search_params(self) -> dict[str, Any] | None:
+        """``params`` as the ``search_params`` of ``SearchMilvus`` (``None``: the defaults)."""
+        return None if self.params is None else dict(self.params)
 
 
 _CLIENT_OPTIONS = frozenset(
@@ -604,7 +731,7 @@ class WriteConfig:
         object.__setattr__(
             self, "text_overflow", _enum(TextOverflow, self.text_overflow, "write.text_overflow")
         )
-        if isinstance(self.index, dict):
+        if isinstance(self.index, Mapping):
             object.__setattr__(self, "index", IndexConfig(**self.index))
 
 
