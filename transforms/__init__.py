@@ -25,6 +25,11 @@ The sub-packages are layers, each importing only the ones below it:
 ``types``, ``config``, ``metrics`` and ``batch`` modules.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from transforms.batch import ChunkBatch
 from transforms.config import (
     ChunkingConfig,
@@ -40,34 +45,17 @@ from transforms.config import (
     WriteConfig,
     WriteMode,
 )
-from transforms.embedding import (
-    EmbedChunks,
-    EmbedOutput,
-    EncodeQueries,
-    Model2VecModelHandler,
-    QueryEncoder,
-    StaticEmbedder,
-    describe_model,
-)
-from transforms.io import ReadDocuments
-
-# Importable from here as before the sub-packages, but not part of the API above.
-from transforms.io import match_files as match_files
 from transforms.milvus import (
     CollectionMismatchError,
     MilvusAuthError,
     MilvusConnectionError,
     RowCountMismatchError,
-    SearchMilvus,
-    WriteToMilvus,
     finish_collection,
     prepare_collection,
 )
 from transforms.milvus import count_rows as count_rows
 from transforms.milvus.collection import ensure_collection as ensure_collection
 from transforms.model_files import ModelLoadError
-from transforms.text import ChunkDocuments, ChunkingTokenizer, chunk_document
-from transforms.text import token_windows as token_windows
 from transforms.types import (
     Chunk,
     DeadLetter,
@@ -77,6 +65,56 @@ from transforms.types import (
     SearchResult,
 )
 from transforms.types import chunk_id as chunk_id
+
+if TYPE_CHECKING:
+    from transforms.embedding import (
+        EmbedChunks,
+        EmbedOutput,
+        EncodeQueries,
+        Model2VecModelHandler,
+        QueryEncoder,
+        StaticEmbedder,
+        describe_model,
+    )
+    from transforms.io import ReadDocuments
+    from transforms.io import match_files as match_files
+    from transforms.milvus import SearchMilvus, WriteToMilvus
+    from transforms.text import ChunkDocuments, ChunkingTokenizer, chunk_document
+    from transforms.text import token_windows as token_windows
+
+# Imported on first use, not with the package: these import Beam (2 s), which
+# code that only reads the config, encodes a query or calls Milvus (the
+# instant search) does without.
+_EXPORTS = {
+    **dict.fromkeys(
+        (
+            "EmbedChunks",
+            "EmbedOutput",
+            "EncodeQueries",
+            "Model2VecModelHandler",
+            "QueryEncoder",
+            "StaticEmbedder",
+            "describe_model",
+        ),
+        "transforms.embedding",
+    ),
+    # match_files: importable from here as before the sub-packages, not part of the API above.
+    **dict.fromkeys(("ReadDocuments", "match_files"), "transforms.io"),
+    **dict.fromkeys(("SearchMilvus", "WriteToMilvus"), "transforms.milvus"),
+    **dict.fromkeys(
+        ("ChunkDocuments", "ChunkingTokenizer", "chunk_document", "token_windows"),
+        "transforms.text",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Chunk",

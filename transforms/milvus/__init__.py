@@ -12,6 +12,9 @@ fingerprint, never the model that made them.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from transforms.milvus.client import MilvusAuthError, MilvusConnectionError
 from transforms.milvus.collection import (
     CollectionMismatchError,
@@ -21,8 +24,23 @@ from transforms.milvus.collection import (
     prepare_collection,
 )
 from transforms.milvus.retry import RetryPolicy
-from transforms.milvus.search import SearchMilvus
-from transforms.milvus.sink import WriteToMilvus
+
+if TYPE_CHECKING:
+    from transforms.milvus.search import SearchMilvus
+    from transforms.milvus.sink import WriteToMilvus
+
+# Imported on first use, not with the package: the Beam transforms import Beam
+# (2 s), which a client that only searches (instant search) does without.
+_EXPORTS = {"SearchMilvus": "transforms.milvus.search", "WriteToMilvus": "transforms.milvus.sink"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CollectionMismatchError",

@@ -19,7 +19,8 @@ import apache_beam as beam
 
 from transforms.config import ConfigError, MilvusTarget, default_search_params
 from transforms.milvus.client import connect
-from transforms.milvus.rows import FIELD_DOCUMENT_ID, FIELD_TEXT, FIELD_VECTOR
+from transforms.milvus.rows import FIELD_VECTOR
+from transforms.milvus.searcher import HIT_FIELDS, _flat
 from transforms.types import EncodedQuery, SearchHit, SearchResult
 
 __all__ = ["SearchMilvus", "resolve_search_params", "vector_index_type"]
@@ -36,16 +37,6 @@ def vector_index_type(client: Any, collection: str) -> str | None:
             kind = str(description.get("index_type", "")).upper()
             return kind or None
     return None
-
-
-def _flat(search_params: Mapping[str, Any]) -> dict[str, Any]:
-    """Search parameters in one layer: pymilvus's ``{"params": {"ef": 64}}``
-    shape is accepted too, as ``{"ef": 64}``."""
-    flat = {k: v for k, v in search_params.items() if k != "params"}
-    nested = search_params.get("params")
-    if isinstance(nested, Mapping):
-        flat.update(nested)
-    return flat
 
 
 def resolve_search_params(
@@ -128,8 +119,11 @@ class SearchMilvus(beam.PTransform):
       target: The collection to search.
       top_k: Hits per query.
       filter_expression: Milvus boolean expression the hits must satisfy,
-        e.g. ``'document_id like "docs/%"'``; empty for none.
-      output_fields: Fields to return with each hit.
+        e.g. ``'document_id like "docs/%"'`` or ``'metadata["lang"] == "en"'``;
+        empty for none.
+      output_fields: Fields to return with each hit: by default
+        ``document_id``, ``chunk_index``, ``text`` and ``metadata``
+        (:data:`~transforms.milvus.searcher.HIT_FIELDS`).
       search_params: Search parameters of the collection's index, passed
         through (``{"ef": 2048}`` for HNSW, ``{"nprobe": 32}`` for IVF).
         ``None`` (the default) chooses them, once per worker, from the
@@ -150,7 +144,7 @@ class SearchMilvus(beam.PTransform):
         *,
         top_k: int = 5,
         filter_expression: str = "",
-        output_fields: Sequence[str] = (FIELD_TEXT, FIELD_DOCUMENT_ID),
+        output_fields: Sequence[str] = HIT_FIELDS,
         search_params: Mapping[str, Any] | None = None,
         max_batch_size: int = 64,
     ) -> None:
