@@ -2,12 +2,17 @@
 
 Counters are what the ingest pipeline reports at the end of a run; every
 runner aggregates them across workers, so the totals are exact on a laptop
-and on a cluster alike.
+and on a cluster alike. Those a run's progress shows
+(:data:`PROGRESS_COUNTERS`) also add to this process's running totals, which
+:mod:`transforms.progress` sends to the launcher while the run goes on.
 """
 
 from __future__ import annotations
 
 from apache_beam.metrics.metric import Metrics
+from apache_beam.metrics.metricbase import MetricName
+
+from transforms import progress
 
 __all__ = [
     "BATCHES_WRITTEN",
@@ -16,8 +21,12 @@ __all__ = [
     "DEAD_LETTERED",
     "DOCUMENTS_READ",
     "DUPLICATE_IDS",
+    "INPUT_BYTES",
+    "INPUT_BYTES_READ",
+    "INPUT_FILES_UNSIZED",
     "MODEL_LOADS",
     "NAMESPACE",
+    "PROGRESS_COUNTERS",
     "ROWS_UPSERTED",
     "SPLIT_RANGES",
     "WRITE_LATENCY_MS",
@@ -44,10 +53,47 @@ WRITE_RETRIES = "write_retries"
 WRITE_LATENCY_MS = "write_latency_ms"
 MODEL_LOADS = "model_loads"
 """Model loads, summed over worker processes: one per process that embedded."""
+INPUT_BYTES = "input_bytes"
+"""Bytes of the files to read, as their listing gave them (compressed, for a compressed file)."""
+INPUT_FILES_UNSIZED = "input_files_unsized"
+"""Files to read whose listing gave no size: while there are any, the input's size is unknown."""
+INPUT_BYTES_READ = "input_bytes_read"
+"""Bytes of the files (or byte ranges) read to the end."""
+
+PROGRESS_COUNTERS = frozenset(
+    {
+        DOCUMENTS_READ,
+        CHUNKS,
+        WRITTEN,
+        DEAD_LETTERED,
+        ROWS_UPSERTED,
+        INPUT_BYTES,
+        INPUT_FILES_UNSIZED,
+        INPUT_BYTES_READ,
+    }
+)
+"""The counters a run's live progress is made of."""
+
+
+class _ProgressCounter(Metrics.DelegatingCounter):
+    """A Beam counter that also adds to this process's running totals (see
+    :func:`transforms.progress.count`): one lock and one dict update more per
+    increment."""
+
+    def __init__(self, metric_name: MetricName) -> None:
+        super().__init__(metric_name)
+        # Beam's counter is the instance attribute ``inc``; the method below wraps it.
+        self._update = self.__dict__.pop("inc")
+
+    def inc(self, n: int = 1) -> None:
+        self._update(n)
+        progress.count(str(self.metric_name.name), n)
 
 
 def counter(name: str) -> Metrics.DelegatingCounter:
     """A counter in the framework's namespace."""
+    if name in PROGRESS_COUNTERS:
+        return _ProgressCounter(MetricName(NAMESPACE, name))
     return Metrics.counter(NAMESPACE, name)
 
 

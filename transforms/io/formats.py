@@ -123,6 +123,7 @@ class ReadTask:
       end: One past its last byte; ``None`` for the whole file.
       lines_before: Newlines before ``start`` (line-oriented formats).
       in_quotes: Whether ``start`` is inside a quoted CSV field.
+      size: The whole file's size in bytes, when its listing gave one.
     """
 
     path: str
@@ -131,6 +132,12 @@ class ReadTask:
     end: int | None = None
     lines_before: int = 0
     in_quotes: bool = False
+    size: int | None = None
+
+    @property
+    def nbytes(self) -> int | None:
+        """Bytes of storage the task covers: its range, or the whole file's size if known."""
+        return self.size if self.end is None else self.end - self.start
 
     @property
     def whole(self) -> bool:

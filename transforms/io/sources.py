@@ -177,13 +177,19 @@ class _PlanReadsFn(beam.DoFn):
 
     def __init__(self, config: SourceConfig) -> None:
         self._config = config
+        self._bytes_to_read = metrics.counter(metrics.INPUT_BYTES)
+        self._unsized = metrics.counter(metrics.INPUT_FILES_UNSIZED)
 
     def process(self, file: tuple[str, int | None]) -> Iterator[ReadTask | pvalue.TaggedOutput]:
         path, size = file
+        if size is None:
+            self._unsized.inc()
+        else:
+            self._bytes_to_read.inc(size)
         fmt = format_of(path, self._config.format)
         split_bytes = self._config.split_bytes
         if size is None or size <= split_bytes or not is_splittable(path, fmt):
-            yield ReadTask(path, fmt)
+            yield ReadTask(path, fmt, size=size)
             return
         ranges = plan_ranges(size, split_bytes)
         _LOGGER.debug("Reading %s (%d bytes) as %d ranges", path, size, len(ranges))
@@ -249,6 +255,7 @@ class _ReadTaskFn(beam.DoFn):
         self._documents_read = metrics.counter(metrics.DOCUMENTS_READ)
         self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
         self._split_ranges = metrics.counter(metrics.SPLIT_RANGES)
+        self._bytes_read = metrics.counter(metrics.INPUT_BYTES_READ)
 
     def process(
         self, task: ReadTask
@@ -266,6 +273,8 @@ class _ReadTaskFn(beam.DoFn):
                     yield document
         if not task.whole:
             self._split_ranges.inc()
+        if task.nbytes is not None:
+            self._bytes_read.inc(task.nbytes)
 
 
 class _ResolveDuplicatesFn(beam.DoFn):
