@@ -18,6 +18,8 @@ INSTALL_REQUIRES = [
     "fsspec>=2024.6",
     "pyarrow",  # Parquet; apache-beam already pins its range
     "pyyaml>=6,<7",
+    # The progress bar of an ingestion on a terminal (pipelines.progress); model2vec needs it too.
+    "tqdm>=4.66,<5",
 ]
 
 # The tests start a real Milvus 2.3.5 standalone server: the PyPI package

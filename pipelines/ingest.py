@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -30,7 +29,6 @@ import apache_beam as beam
 import fsspec
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
-from apache_beam.runners.portability import portable_runner
 from apache_beam.runners.runner import PipelineResult
 
 from pipelines import engines
@@ -43,11 +41,13 @@ from pipelines.options import (
     beam_argv,
     ingest_settings,
 )
+from pipelines.progress import Progress
 from transforms import metrics
 from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget
 from transforms.embedding import EmbedChunks, EmbedOutput, ModelDescription, describe_model
 from transforms.io import ReadDocuments, match_files
 from transforms.milvus import WriteToMilvus, finish_collection, prepare_collection
+from transforms.progress import ReportProgress
 from transforms.text import ChunkDocuments
 from transforms.types import DeadLetter
 
@@ -68,13 +68,15 @@ def build_pipeline(
     settings: IngestSettings,
     model: ModelDescription,
     target: MilvusTarget | None = None,
+    progress_address: str | None = None,
 ) -> None:
     """Adds the ingestion steps to ``pipeline``.
 
     The collection must be ready (see ``prepare_collection``); ``model`` is
     what :func:`~transforms.embedding.describe_model` read of
     ``settings.model``; ``target`` overrides ``settings.target``, e.g. with a
-    served local store.
+    served local store; ``progress_address`` is where workers send their
+    counts while the run goes on (see :mod:`pipelines.progress`).
     """
     read = pipeline | "ReadDocuments" >> ReadDocuments(settings.source)
     chunked = read.documents | "ChunkDocuments" >> ChunkDocuments(settings.model, settings.chunking)
@@ -100,6 +102,10 @@ def build_pipeline(
         | "WriteDeadLetters"
         >> beam.io.WriteToText(settings.dead_letter_path, file_name_suffix=".jsonl")
     )
+    if progress_address:
+        _ = (read.documents, written.written) | "ReportProgress" >> ReportProgress(
+            progress_address, settings.run_id
+        )
 
 
 def _check_inputs(settings: IngestSettings) -> None:
@@ -135,48 +141,6 @@ def counts(result: PipelineResult) -> dict[str, int]:
     """The run's main counts, summed over workers."""
     found = counters(result)
     return {name: found.get(name, 0) for name in _REPORTED}
-
-
-def _wait_with_progress(result: PipelineResult, interval_s: float) -> None:
-    """Waits for the run, printing progress where the runner reports it while running.
-
-    One thread calls ``wait_until_finish()`` once and this one prints: the
-    PortableRunner (and so the FlinkRunner) allows a single wait, as each call
-    reads the job's state stream anew, and a second one fails with "Internal
-    gRPC call error 8". Its results print no progress (see below).
-    """
-    started = time.monotonic()
-    failure: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            result.wait_until_finish()
-        except BaseException as e:  # re-raised in the caller's thread below
-            failure.append(e)
-
-    waiter = threading.Thread(target=wait, name="wait_until_finish", daemon=True)
-    waiter.start()
-    # A portable result keeps the first metrics it fetches: asking while the
-    # job runs would freeze the final counts at that moment.
-    live = not isinstance(result, portable_runner.PipelineResult)
-    while True:
-        waiter.join(interval_s if interval_s > 0 and live else None)
-        if not waiter.is_alive():
-            break
-        try:
-            now = counts(result)
-        except Exception as e:  # some runners report metrics only at the end
-            _LOGGER.debug("No metrics while running: %s", e)
-            continue
-        elapsed = time.monotonic() - started
-        print(
-            f"progress: {now[metrics.DOCUMENTS_READ]} documents read, "
-            f"{now[metrics.WRITTEN]} rows written ({now[metrics.WRITTEN] / elapsed:.0f}/s), "
-            f"{now[metrics.DEAD_LETTERED]} dead-lettered, {elapsed:.0f}s",
-            flush=True,
-        )
-    if failure:
-        raise failure[0]
 
 
 @contextlib.contextmanager
@@ -222,7 +186,10 @@ def run(
     started = time.monotonic()
     # Read from the model's files once; fails here, not on workers, if they are missing.
     model = describe_model(settings.model)
-    with _run_target(settings, options) as target:
+    with (
+        _run_target(settings, options) as target,
+        Progress(flags.progress_interval_s, settings.run_id) as live,
+    ):
         # The runner is made first: one that refuses to run (a Beam version it
         # does not support) must do so before any collection is made or dropped.
         pipeline = (
@@ -233,7 +200,7 @@ def run(
         state = prepare_collection(
             target, dim=model.dim, fingerprint=model.fingerprint, config=settings.write
         )
-        build_pipeline(pipeline, settings, model, target)
+        build_pipeline(pipeline, settings, model, target, progress_address=live.address)
         result = pipeline.run()
         template = options.view_as(GoogleCloudOptions).template_location
         if template:
@@ -252,8 +219,9 @@ def run(
                 flags.report_path,
             )
             return result
-        _wait_with_progress(result, flags.progress_interval_s)
+        live.wait(result, poll=lambda: counters(result))
         found = counters(result)
+        live.finish(found)
         report: dict[str, Any] = {name: found.get(name, 0) for name in _REPORTED}
         report["collection"] = target.collection
         report["uri"] = settings.target.uri
