@@ -103,9 +103,8 @@ def build_pipeline(
         >> beam.io.WriteToText(settings.dead_letter_path, file_name_suffix=".jsonl")
     )
     if progress_address:
-        _ = (read.documents, written.written) | "ReportProgress" >> ReportProgress(
-            progress_address, settings.run_id
-        )
+        # Set up where documents are chunked, embedded and written: one call per document.
+        _ = read.documents | "ReportProgress" >> ReportProgress(progress_address, settings.run_id)
 
 
 def _check_inputs(settings: IngestSettings) -> None:

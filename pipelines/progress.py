@@ -269,7 +269,7 @@ class Progress:
         if self._collector is not None:
             address = self._collector.address
             # Workers in this process, and those it starts, report from their first count.
-            reporting.start_reporting(address, self._run)
+            reporting.start_reporting(address, self._run, from_now=True)
             self._env_before = os.environ.get(reporting.ENV_VAR)
             os.environ[reporting.ENV_VAR] = f"{self._run}@{address}"
         self._thread = threading.Thread(target=self._render_loop, name="progress", daemon=True)

@@ -71,6 +71,7 @@ _VERSION = 1
 _lock = threading.Lock()
 _totals: dict[str, int] = {}
 _reporter: _Reporter | None = None
+_reported = False  # whether a reporter ever ran in this process
 _environment_read = False
 
 
@@ -157,14 +158,17 @@ class _Reporter(threading.Thread):
             _LOGGER.debug("Progress report not sent to %s: %s", self._address, e)
 
 
-def start_reporting(address: str, run: str) -> None:
+def start_reporting(address: str, run: str, *, from_now: bool = False) -> None:
     """Sends this process's counts for run ``run`` to ``address`` (``host:port``).
 
-    Counts made in this process before the call are not the run's. A second
-    call for the same run does nothing; one for another run replaces the
-    reporter of the previous one.
+    Which counts are the run's: with ``from_now`` (the launcher, as the run
+    begins), those made from now on; else all of this process's if it never
+    reported for another run (a worker process started for this run), or
+    those made from now on if it did (a long-lived worker: there, counts of
+    this run made before the call are not shown). A second call for the same
+    run does nothing; one for another run replaces the previous reporter.
     """
-    global _reporter
+    global _reporter, _reported
     parsed = _parse(address)
     if parsed is None:
         _LOGGER.debug("Ignoring progress address %r", address)
@@ -174,7 +178,8 @@ def start_reporting(address: str, run: str) -> None:
             return
         if _reporter is not None:
             _reporter.stop()
-        _reporter = _Reporter(parsed, run, _totals)
+        _reporter = _Reporter(parsed, run, _totals if from_now or _reported else {})
+        _reported = True
         _reporter.start()
 
 
@@ -229,12 +234,13 @@ class ReportProgress(beam.PTransform):
 
     Example::
 
-        _ = (read.documents, written.written) | ReportProgress("127.0.0.1:40001", run_id)
+        _ = read.documents | ReportProgress("127.0.0.1:40001", run_id)
 
-    It takes PCollections (a tuple, or one), outputs nothing, and costs one
+    It takes PCollections (one, or a tuple), outputs nothing, and costs one
     call per element of each: it only needs to be set up where those
-    PCollections are made, which fuses it into their steps. The first
-    PCollection's elements are counted as :data:`DOCUMENTS_STARTED`.
+    PCollections are made, which fuses it into their steps (choose ones with
+    few elements: documents rather than chunks). The first PCollection's
+    elements are counted as :data:`DOCUMENTS_STARTED`.
 
     Args:
       address: The launcher's collector, ``host:port``.
