@@ -8,8 +8,9 @@ starts and on embedded Milvus Lite, then times whole processes, start to
 exit, each answering one query with its top 10:
 
 * ``script``: :data:`SCRIPT`, the ten lines a user would write, which load the
-  same model with model2vec (``StaticModel.from_pretrained``) and search with
-  pymilvus (``MilvusClient.search``), the same output fields;
+  same model with model2vec (``StaticModel.from_pretrained``), load the
+  collection (Milvus Lite opens a store with its collections released) and
+  search with pymilvus (``MilvusClient.search``), the same output fields;
 * ``instant``: ``python -m pipelines.search --query ...`` (the instant path:
   no Beam), printing JSON lines;
 * ``beam``: the same command with ``--runner FnApiRunner``, which runs the
@@ -49,10 +50,10 @@ SCRIPT = """\
 import sys
 from model2vec import StaticModel
 from pymilvus import MilvusClient
-
 model_path, uri, collection, query = sys.argv[1:5]
 model = StaticModel.from_pretrained(model_path)
 client = MilvusClient(uri)
+client.load_collection(collection)  # Milvus Lite opens a store with its collections released
 fields = ["document_id", "chunk_index", "text", "metadata"]
 vector = model.encode([query])[0].tolist()
 hits = client.search(collection, [vector], limit=10, output_fields=fields)

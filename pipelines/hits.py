@@ -27,7 +27,7 @@ TITLE_KEYS = ("title", "name", "heading", "subject", "path", "source", "url")
 """Metadata keys shown as a hit's title in the table, the first one present;
 without any, the table shows the metadata's first keys and values."""
 
-_SNIPPET_MIN = 24
+_SNIPPET_MIN = 16
 _RULE = "-"
 
 
@@ -71,9 +71,9 @@ def _title(metadata: Mapping[str, Any]) -> str:
 def table(result: Mapping[str, Any], width: int | None = None) -> str:
     """One query's hits (as :func:`readable` returns them) as a text table.
 
-    Columns: rank, the score, the document id (with ``#chunk`` when the
-    document has several), its title or metadata, and the start of the text,
-    cut to fit ``width`` characters (default: the terminal's).
+    Columns: rank, the score, the document id (with ``#n`` for its n-th chunk
+    after the first), its title (or its first metadata), and the start of the
+    text, cut to fit ``width`` characters (default: the terminal's).
     """
     width = width or shutil.get_terminal_size((120, 24)).columns
     hits: Sequence[Mapping[str, Any]] = result.get("hits", ())
@@ -98,10 +98,10 @@ def table(result: Mapping[str, Any], width: int | None = None) -> str:
                 _one_line(hit.get("text") or ""),
             )
         )
-    headers = ("#", name, "document", "title / metadata", "text")
+    headers = ("#", name, "document", "title", "text")
     rank_w = max(len(headers[0]), *(len(r[0]) for r in rows))
     score_w = max(len(headers[1]), *(len(r[1]) for r in rows))
-    free = width - rank_w - score_w - 2 - 4 * 2  # two-space gaps, and the indent
+    free = width - 1 - rank_w - score_w - 4 * 2  # the indent, and four two-space gaps
     doc_w = min(max(len(headers[2]), *(len(r[2]) for r in rows)), max(free // 4, 8))
     title_w = min(max(len(headers[3]), *(len(r[3]) for r in rows)), max(free // 4, 8))
     text_w = max(free - doc_w - title_w, _SNIPPET_MIN)

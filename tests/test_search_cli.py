@@ -182,7 +182,7 @@ def test_the_table_shows_rank_score_document_title_and_snippet(filled, tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "query: loop over a list"
-    assert lines[1].split()[:5] == ["#", "similarity", "document", "title", "/"]
+    assert lines[1].split()[:5] == ["#", "similarity", "document", "title", "text"]
     assert "higher is closer" in lines[1]
     first = lines[3].split()
     assert first[0] == "1" and first[2] == "loops" and first[3] == "Loops"
