@@ -239,6 +239,58 @@ def _clean_text(text: str, config: SourceConfig) -> str | None:
     return None
 
 
+# Signatures of common binary files, by their first bytes, and what they are.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\x7fELF", "an ELF executable or shared library"),
+    (b"MZ", "a Windows executable"),
+    (b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or .docx, .xlsx, .jar)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"\x00asm", "a WebAssembly module"),
+    (b"PAR1", "a Parquet file"),
+)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SNIFFED_BYTES = 8192
+
+
+def binary_kind(data: bytes) -> str | None:
+    """What a file is if its first bytes say it is not text, else None.
+
+    A known signature (PNG, JPEG, ELF, PDF, ZIP...), a UTF-16 byte-order
+    mark, or a NUL byte in the first 8 KiB (as ``git`` and ``grep`` tell
+    binary files): no UTF-8 text has one, and no decoding option makes such
+    a file a document.
+    """
+    head = data[:_SNIFFED_BYTES]
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature) and (signature != b"MZ" or b"\x00" in head):
+            return kind
+    if head.startswith(_UTF16_BOMS):
+        return "UTF-16 text"
+    if b"\x00" in head:
+        return f"binary data, or UTF-16 text (a NUL character at offset {head.index(0)})"
+    return None
+
+
+def _not_text(kind: str) -> str:
+    if kind == "UTF-16 text":  # with a byte-order mark
+        return (
+            "file is UTF-16 text, not UTF-8: convert it (iconv -f UTF-16 -t UTF-8) or leave it "
+            "out of --input"
+        )
+    return (
+        f"file is not text: {kind}; only text files can be ingested: leave it out of --input "
+        "(a narrower glob, or source.exclude)"
+    )
+
+
 def _nul_reason(text: str) -> str:
     return (
         f"text has a NUL character at offset {text.index(chr(0))}: binary data, or text that "
@@ -342,12 +394,20 @@ def _read_text(task: ReadTask, config: SourceConfig, progress: _Progress) -> Ite
     with _open(path, config) as f:
         data, size = read_bounded(f, limit)
     if data is None:
+        with _open(path, config) as f:
+            kind = binary_kind(f.read(_SNIFFED_BYTES))
         yield DeadLetter.of(
             _STAGE,
             path,
-            f"file is {size} bytes, over source.max_record_bytes={limit}; raise the limit "
+            _not_text(kind)
+            if kind is not None
+            else f"file is {size} bytes, over source.max_record_bytes={limit}; raise the limit "
             "or split the file",
         )
+        return
+    kind = binary_kind(data)
+    if kind is not None:  # whatever source.decode_errors says: no decoding makes it text
+        yield DeadLetter.of(_STAGE, path, _not_text(kind))
         return
     bom = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     decoded = _decode(data[bom:], config)

@@ -58,6 +58,7 @@ __all__ = [
     "ReadDocuments",
     "groups_by_id",
     "match_files",
+    "match_files_with_sizes",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -145,6 +146,22 @@ def match_files(
     """
     return [
         path for path, _ in _match(pattern, storage_options) if _selected(path, include, exclude)
+    ]
+
+
+def match_files_with_sizes(
+    pattern: str,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    storage_options: dict[str, Any] | None = None,
+) -> list[tuple[str, int | None]]:
+    """:func:`match_files`, each file with its size in bytes (None where the
+    filesystem does not say), from the same listing."""
+    return [
+        (path, size)
+        for path, size in _match(pattern, storage_options)
+        if _selected(path, include, exclude)
     ]
 
 

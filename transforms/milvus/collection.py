@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -37,14 +38,21 @@ from transforms.milvus.rows import (
 )
 
 __all__ = [
+    "RUN_PROPERTY",
     "CollectionMismatchError",
+    "CollectionPlan",
     "CollectionState",
     "IndexNotReadyError",
     "IndexProgress",
     "RowCountMismatchError",
+    "RunRecord",
     "count_rows",
+    "drop_if_empty",
     "ensure_collection",
     "finish_collection",
+    "last_run",
+    "mark_run",
+    "plan_collection",
     "prepare_collection",
     "require_collection",
     "wait_for_index",
@@ -53,6 +61,8 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 FINGERPRINT_PROPERTY = "milvus_ingest.model"
+RUN_PROPERTY = "milvus_ingest.last_run"
+"""The collection property that records the last ingestion run, as JSON (:class:`RunRecord`)."""
 _COMPARED_FINGERPRINT_KEYS = ("dim", "normalize", "vectors_sha256", "tokenizer_sha256")
 # Milvus builds no index for a sealed segment of fewer rows than this (its
 # default minSegmentNumRowsToEnableIndex) and searches such a segment exactly.
@@ -108,10 +118,64 @@ class CollectionState:
     Attributes:
       created: The run made the collection (new, or dropped and made anew).
       rows_before: Rows in the collection before the run.
+      existed: A collection of that name was there before the run (dropped
+        and made anew when ``created`` too, in ``overwrite`` mode).
     """
 
     created: bool
     rows_before: int
+    existed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """An ingestion run, as the collection records it (property :data:`RUN_PROPERTY`).
+
+    Written as ``completed: false`` before the run writes its first row, and
+    as ``completed: true`` with its counts once it ended: a collection whose
+    last run is not completed holds a part of that run's rows (it was
+    interrupted, or failed). Re-running the same command completes it:
+    chunk ids are deterministic and rows are upserted, so rows written twice
+    are written once.
+
+    Attributes:
+      run_id: The run's id.
+      started: When it started, UTC, ISO 8601.
+      completed: Whether it ran to its end.
+      finished: When it ended, UTC, ISO 8601; None while not completed.
+      counts: Its counts when completed (``documents_read``, ``written``,
+        ``dead_lettered``...).
+      outcome: ``ok``, or why a run that ran to its end failed
+        (``nothing_written``, ``too_many_dead_letters``); empty while not
+        completed.
+    """
+
+    run_id: str
+    started: str
+    completed: bool = False
+    finished: str | None = None
+    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    outcome: str = ""
+
+    def to_json(self) -> str:
+        """The property's value."""
+        return json.dumps(dataclasses.asdict(self) | {"counts": dict(self.counts)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, value: str) -> RunRecord | None:
+        """The record in a property's value; None if it is not one."""
+        try:
+            fields = json.loads(value)
+            return cls(
+                run_id=str(fields["run_id"]),
+                started=str(fields["started"]),
+                completed=bool(fields.get("completed", False)),
+                finished=fields.get("finished"),
+                counts={str(k): int(v) for k, v in (fields.get("counts") or {}).items()},
+                outcome=str(fields.get("outcome") or ""),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
 
 
 def _schema(client: Any, dim: int, config: WriteConfig) -> Any:
@@ -225,15 +289,101 @@ def prepare_collection(
                 f"{target.describe()} does not exist and write.mode is append, which never "
                 "creates it: check the name, or use write.mode: create_if_missing."
             )
+        existed = exists
         if exists and config.mode is WriteMode.OVERWRITE:
             _LOGGER.warning("Dropping %s (write.mode: overwrite)", target.describe())
             client.drop_collection(target.collection)
             exists = False
         if not exists:
             _create(client, target, dim, fingerprint, config)
-            return CollectionState(created=True, rows_before=0)
+            return CollectionState(created=True, rows_before=0, existed=existed)
         check_collection(client, target, dim=dim, fingerprint=fingerprint, config=config)
-        return CollectionState(created=False, rows_before=_count(client, target.collection))
+        return CollectionState(
+            created=False, rows_before=_count(client, target.collection), existed=True
+        )
+    finally:
+        client.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectionPlan:
+    """What :func:`prepare_collection` would do, found without changing anything.
+
+    Attributes:
+      action: ``create``, ``append``, ``overwrite`` or ``refused``.
+      detail: Why, in words: the rows there, or what does not fit.
+      last_run: The last run recorded on the collection, if any.
+    """
+
+    action: str
+    detail: str
+    last_run: RunRecord | None = None
+
+
+def plan_collection(
+    target: MilvusTarget,
+    *,
+    dim: int,
+    fingerprint: Mapping[str, Any] | None,
+    config: WriteConfig = WriteConfig(),
+) -> CollectionPlan:
+    """What :func:`prepare_collection` would do with these arguments; changes nothing.
+
+    Reads only: an embedded Lite store that does not exist yet is not
+    opened (opening makes it), and an existing collection is counted only
+    if it is loaded (from the server's statistics otherwise).
+
+    Raises:
+      MilvusConnectionError, MilvusAuthError: Milvus cannot be used.
+    """
+    if not target.is_remote and not os.path.exists(target.uri):
+        if config.mode is WriteMode.APPEND:
+            return CollectionPlan(
+                "refused",
+                f"{target.describe()} does not exist (no Lite store at {target.uri}) and "
+                "write.mode is append, which never creates it.",
+            )
+        return CollectionPlan(
+            "create", f"a new Lite store at {target.uri}, and {target.collection!r} in it"
+        )
+    client = connect(target)
+    try:
+        exists = client.has_collection(target.collection)
+        if not exists:
+            if config.mode is WriteMode.APPEND:
+                return CollectionPlan(
+                    "refused",
+                    f"{target.describe()} does not exist and write.mode is append, which never "
+                    "creates it: check the name, or use write.mode: create_if_missing.",
+                )
+            return CollectionPlan("create", f"{target.describe()} does not exist yet")
+        description = client.describe_collection(target.collection)
+        run = last_run(description.get("properties") or {})
+        if _is_loaded(client, target.collection):
+            rows = f"{_count(client, target.collection)} rows"
+        else:
+            stats = client.get_collection_stats(target.collection)
+            rows = f"about {int(stats.get('row_count', 0))} rows (not loaded)"
+        if config.mode is WriteMode.FAIL_IF_EXISTS:
+            return CollectionPlan(
+                "refused",
+                f"{target.describe()} already exists ({rows}) and write.mode is fail_if_exists: "
+                "write to a new collection or choose another mode.",
+                run,
+            )
+        if config.mode is WriteMode.OVERWRITE:
+            return CollectionPlan(
+                "overwrite", f"{target.describe()} ({rows}) would be dropped and made anew", run
+            )
+        try:
+            check_collection(client, target, dim=dim, fingerprint=fingerprint, config=config)
+        except CollectionMismatchError as e:
+            return CollectionPlan("refused", str(e), run)
+        return CollectionPlan(
+            "append",
+            f"{target.describe()} holds {rows}; rows of the same chunks are replaced (upsert)",
+            run,
+        )
     finally:
         client.close()
 
@@ -378,6 +528,54 @@ def require_collection(target: MilvusTarget) -> None:
         client.load_collection(target.collection)
     finally:
         client.close()
+
+
+def last_run(properties: Mapping[str, Any]) -> RunRecord | None:
+    """The last ingestion run recorded in a collection's properties (``describe_collection``)."""
+    value = properties.get(RUN_PROPERTY)
+    return RunRecord.from_json(str(value)) if value else None
+
+
+def mark_run(target: MilvusTarget, record: RunRecord, config: WriteConfig = WriteConfig()) -> None:
+    """Records ``record`` as the collection's last run (one ``alter_collection_properties``).
+
+    Works on Milvus servers (2.3 and later) and Milvus Lite 3.x alike, on a
+    loaded collection too; retried under the run's retry policy.
+    """
+    retries = RetryPolicy.from_config(config)
+    client = retries.call(f"Connecting to {target.uri}", lambda: connect(target))
+    try:
+        retries.call(
+            f"Recording the run on {target.describe()}",
+            lambda: client.alter_collection_properties(
+                target.collection, properties={RUN_PROPERTY: record.to_json()}
+            ),
+        )
+    finally:
+        client.close()
+
+
+def drop_if_empty(target: MilvusTarget, state: CollectionState) -> bool:
+    """Drops the collection if this run made it where none was, and it holds no row.
+
+    A run that wrote nothing leaves no new empty collection behind. A
+    collection that was there before the run is never dropped (in
+    ``overwrite`` mode the run emptied it, as asked).
+
+    Returns:
+      Whether it was dropped.
+    """
+    if not state.created or state.existed:
+        return False
+    client = connect(target)
+    try:
+        if _count(client, target.collection):
+            return False
+        client.drop_collection(target.collection)
+    finally:
+        client.close()
+    _LOGGER.info("Dropped %s, which this run made and wrote nothing into", target.describe())
+    return True
 
 
 def finish_collection(
