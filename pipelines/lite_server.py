@@ -131,7 +131,12 @@ def serve_lite(target: MilvusTarget, *, ready_timeout_s: float = 60.0) -> Iterat
         "--data-dir", target.uri, "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own: a terminal's Ctrl-C reaches the run's launcher
+        # and workers, not the store they write to, which this process stops
+        # (below, or pipelines.interrupt) once no worker writes any more.
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     served = dataclasses.replace(
         target, uri=f"http://127.0.0.1:{port}", token_env=None, token_file=None
     )
