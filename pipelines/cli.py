@@ -18,7 +18,11 @@ their own option classes. Before the pipeline is built, it:
 
 Then it runs the pipeline. A user's mistake (a wrong config, an unreachable
 server, a model that cannot be loaded...) ends with one line on stderr and
-status 1; its traceback is logged under ``--log_level DEBUG`` only.
+status 1; its traceback is logged under ``--log_level DEBUG`` only. A run that
+ended but failed (it wrote nothing, or dead-lettered more than
+``--max_dead_letters``: :mod:`pipelines.outcome`) ends with its report, one
+line and status 3; Ctrl-C with one line and status 130
+(:mod:`pipelines.interrupt`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from apache_beam.options.pipeline_options import (
     _BeamArgumentParser,
 )
 
+from pipelines.interrupt import INTERRUPTED_STATUS
 from pipelines.options import (
     LOG_LEVELS,
     PROJECT_OPTIONS,
@@ -52,6 +57,7 @@ from pipelines.options import (
     config_path,
     pipeline_section,
 )
+from pipelines.outcome import RUN_FAILED_STATUS, RunFailedError
 from transforms.config import ConfigError
 from transforms.embedding.model import ModelLoadError
 from transforms.milvus.client import MilvusAuthError, MilvusConnectionError
@@ -299,8 +305,9 @@ def _known_flags(command: Command) -> _FlagParser:
     parser = _FlagParser()
     parser.add_argument("-h", "--help", action="store_true")
     parser.add_argument(_HELP_BEAM, action="store_true")
-    _add_options(parser, (*command.options, LoggingOptions))
+    # Beam's first: a flag of this project that Beam has too (--dry_run) is this project's.
     _add_options(parser, beam_option_classes())
+    _add_options(parser, (*command.options, LoggingOptions))
     return parser
 
 
@@ -409,6 +416,10 @@ def _run(run: Callable[[Sequence[str] | None], Any], argv: list[str]) -> None:
     except USER_ERRORS as e:
         _LOGGER.debug("The run stopped", exc_info=True)
         sys.exit(f"error: {e}")
+    except RunFailedError as e:  # it ran to its end, and failed: the report is printed
+        _fail(str(e), RUN_FAILED_STATUS)
+    except KeyboardInterrupt:  # Ctrl-C outside a run's own handling (pipelines.interrupt)
+        _fail("interrupted (Ctrl-C)", INTERRUPTED_STATUS)
     # The process ends here. A launcher holds a few hundred thousand objects
     # (Beam's pipeline and runner, the model), and the interpreter's last
     # collections over them took 0.6 s of every run; the operating system

@@ -14,11 +14,22 @@ row count against what was written, and prints one JSON line (also written to
 ``--report_path``): ``documents_read``, ``chunks``, ``written``,
 ``dead_lettered``, ``seconds`` and more. Every record read is either written or
 dead-lettered; dead letters are written as JSONL to ``--dead_letter_path``.
+
+The collection records the run (:func:`~transforms.milvus.collection.mark_run`):
+incomplete from before the first row is written, complete once the run ended.
+A collection the run made and left empty is dropped; an embedded Lite store
+is closed before the report, which counts the time. A run that read records
+and wrote none, or dead-lettered more than ``--max_dead_letters``, fails with
+status 3 after its report (:mod:`pipelines.outcome`); Ctrl-C stops it with one
+line and status 130 (:mod:`pipelines.interrupt`). ``--dry_run`` prints what a
+run would do and writes nothing (:mod:`pipelines.dry_run`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import json
 import logging
 import time
@@ -33,6 +44,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipelines import engines
 from pipelines.cli import Command, run_main
+from pipelines.interrupt import stop_on_interrupt
 from pipelines.lite_server import needs_server, serve_lite
 from pipelines.options import (
     IngestOptions,
@@ -41,12 +53,15 @@ from pipelines.options import (
     beam_argv,
     ingest_settings,
 )
+from pipelines.outcome import OK, check_outcome
 from pipelines.progress import Progress
 from transforms import metrics
 from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget
 from transforms.embedding import EmbedChunks, EmbedOutput, ModelDescription, describe_model
 from transforms.io import ReadDocuments, match_files
 from transforms.milvus import WriteToMilvus, finish_collection, prepare_collection
+from transforms.milvus.client import close_embedded, connect
+from transforms.milvus.collection import CollectionState, RunRecord, drop_if_empty, mark_run
 from transforms.progress import ReportProgress
 from transforms.text import ChunkDocuments
 from transforms.types import DeadLetter
@@ -160,10 +175,84 @@ def _write_report(report: dict[str, Any], path: str | None) -> None:
     print(line, flush=True)
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass
+class _RunState:
+    """Where a run is, for the line Ctrl-C prints (see :func:`_interrupted_line`)."""
+
+    settings: IngestSettings
+    target: MilvusTarget | None = None
+    state: CollectionState | None = None
+
+
+def _interrupted_line(run_state: _RunState) -> str:
+    """The one line a run stopped by Ctrl-C ends with: what was written, how to finish.
+
+    Asks Milvus for the collection's row count (its statistics: one call); a
+    store that does not answer within the interrupt's wait leaves the count out.
+    Asked once the run's processes ended: a local store that was served to
+    workers is opened here.
+    """
+    settings = run_state.settings
+    rerun = "run the same command again to finish: rows are upserted by their ids, so "
+    rerun += "nothing is written twice"
+    if run_state.target is None or run_state.state is None:
+        return "interrupted (Ctrl-C) before anything was written: nothing to finish"
+    target = settings.target
+    client = connect(target)
+    try:
+        rows = int(client.get_collection_stats(target.collection).get("row_count", 0))
+    finally:
+        client.close()
+    return (
+        f"interrupted (Ctrl-C): {settings.target.describe()} holds about {rows} rows "
+        f"({run_state.state.rows_before} before this run {settings.run_id}) and is marked "
+        f"incomplete; {rerun}"
+    )
+
+
+def _finish(
+    report: dict[str, Any],
+    settings: IngestSettings,
+    target: MilvusTarget,
+    state: CollectionState,
+    record: RunRecord,
+) -> Exception | None:
+    """Ends the run on the collection: dropped if new and empty, else marked completed.
+
+    Returns:
+      The run's failure (it wrote nothing, or dead-lettered too much), raised
+      by the caller once the report is written; None if it succeeded.
+    """
+    failure = check_outcome(report, settings.max_dead_letters, settings.dead_letter_path)
+    report["dropped"] = report.get("rows_after", 0) == 0 and drop_if_empty(target, state)
+    if not report["dropped"]:
+        counts = {name: int(report.get(name, 0)) for name in _REPORTED}
+        mark_run(
+            target,
+            dataclasses.replace(
+                record,
+                completed=True,
+                finished=_now(),
+                counts=counts,
+                outcome=failure.outcome if failure is not None else OK,
+            ),
+            settings.write,
+        )
+    return failure
+
+
 def run(
     argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
-) -> PipelineResult:
+) -> PipelineResult | None:
     """Runs an ingestion and prints its report as one JSON line.
+
+    Ctrl-C stops it within seconds with one line (see
+    :mod:`pipelines.interrupt`); the collection stays marked incomplete
+    until a run completes.
 
     Args:
       argv: Command-line flags: this pipeline's (see ``IngestOptions``) and
@@ -171,20 +260,47 @@ def run(
       test_pipeline: A pipeline to build on instead of a new one (tests).
 
     Returns:
-      The finished pipeline's result.
+      The finished pipeline's result; None for ``--dry_run``.
 
     Raises:
       ConfigError, CollectionMismatchError, MilvusConnectionError,
       MilvusAuthError, ModelLoadError: before the pipeline starts.
       RowCountMismatchError: after the run, if rows went missing.
+      RunFailedError: after the run and its report, if it read records and
+        wrote none, or dead-lettered more than ``--max_dead_letters``.
     """
     options = PipelineOptions(beam_argv(argv))
     settings = ingest_settings(options)
     flags = options.view_as(IngestOptions)
-    _check_inputs(settings)
-    started = time.monotonic()
-    # Read from the model's files once; fails here, not on workers, if they are missing.
-    model = describe_model(settings.model)
+    run_state = _RunState(settings)
+    with stop_on_interrupt(lambda: _interrupted_line(run_state)):
+        _check_inputs(settings)
+        started = time.monotonic()
+        # Read from the model's files once; fails here, not on workers, if they are missing.
+        model = describe_model(settings.model)
+        if flags.dry_run:
+            from pipelines.dry_run import dry_run  # reads and tokenizes: only when asked
+
+            dry_run(settings, dim=model.dim, fingerprint=dict(model.fingerprint))
+            return None
+        result, report, failure = _run(settings, options, model, run_state, started, test_pipeline)
+    if report is not None:
+        _write_report(report, flags.report_path)
+    if failure is not None:
+        raise failure
+    return result
+
+
+def _run(
+    settings: IngestSettings,
+    options: PipelineOptions,
+    model: ModelDescription,
+    run_state: _RunState,
+    started: float,
+    test_pipeline: beam.Pipeline | None,
+) -> tuple[PipelineResult, dict[str, Any] | None, Exception | None]:
+    """The run proper: the pipeline, then the collection's end; the report and any failure."""
+    flags = options.view_as(IngestOptions)
     with (
         _run_target(settings, options) as target,
         Progress(flags.progress_interval_s, settings.run_id) as live,
@@ -199,9 +315,14 @@ def run(
         state = prepare_collection(
             target, dim=model.dim, fingerprint=model.fingerprint, config=settings.write
         )
+        record = RunRecord(run_id=settings.run_id, started=_now())
+        template = options.view_as(GoogleCloudOptions).template_location
+        if not template:  # a job template runs later, elsewhere: it writes nothing now
+            # Incomplete from before the first row is written until the run completes.
+            mark_run(target, record, settings.write)
+            run_state.target, run_state.state = target, state
         build_pipeline(pipeline, settings, model, target, progress_address=live.address)
         result = pipeline.run()
-        template = options.view_as(GoogleCloudOptions).template_location
         if template:
             # The runner wrote a job template (Dataflow's --template_location):
             # nothing ran, so there is nothing to wait for, count or flush.
@@ -217,7 +338,7 @@ def run(
                 },
                 flags.report_path,
             )
-            return result
+            return result, None, None
         live.wait(result, poll=lambda: counters(result))
         found = counters(result)
         live.finish(found)
@@ -233,17 +354,25 @@ def run(
                 config=settings.write,
             )
         )
-    report["seconds"] = round(time.monotonic() - started, 3)  # the final flush included
+        report["dead_letters_by_stage"] = {
+            name.removeprefix("dead_letters_"): n
+            for name, n in sorted(found.items())
+            if name.startswith("dead_letters_") and not name.startswith("dead_letters_write_")
+        }
+        failure = _finish(report, settings, target, state, record)
+        closing = time.monotonic()
+    # The store is closed before the report, which counts the time: a served
+    # store's server stopped as the block above ended, an embedded one is
+    # closed here (Milvus Lite builds its indexes on close).
+    close_embedded(settings.target)
+    report["close_seconds"] = round(time.monotonic() - closing, 3)
+    report["seconds"] = round(time.monotonic() - started, 3)  # flush and close included
     report["documents_per_s"] = round(report[metrics.DOCUMENTS_READ] / report["seconds"], 1)
     report["runner"] = engines.runner_name(options, pipeline.runner)  # as named, or chosen
     report["engine"] = engines.engine_of(pipeline.runner, result)  # what ran the steps
     report["model"] = dict(model.fingerprint)
     report["model_loads"] = found.get(metrics.MODEL_LOADS, 0)  # worker processes that loaded it
-    report["dead_letters_by_stage"] = {
-        name.removeprefix("dead_letters_"): n
-        for name, n in sorted(found.items())
-        if name.startswith("dead_letters_") and not name.startswith("dead_letters_write_")
-    }
+    report["dead_letters_by_stage"] = report.pop("dead_letters_by_stage")  # in its old place
     report["dead_letters_by_reason"] = {
         name.removeprefix("dead_letters_write_"): n
         for name, n in sorted(found.items())
@@ -255,8 +384,7 @@ def run(
     } | {name: n for name, n in sorted(found.items()) if name.startswith(metrics.WRITE_RETRIES)}
     report["run_id"] = settings.run_id  # <dead_letter_path>/<collection>/<run id>/
     report["dead_letter_path"] = settings.dead_letter_path
-    _write_report(report, flags.report_path)
-    return result
+    return result, report, failure
 
 
 def main() -> None:

@@ -10,8 +10,10 @@ Without ``--collection`` it lists the collections of the Milvus at the URI,
 with their row counts, load states and models. With one, it shows that
 collection: rows, distinct documents, the fingerprint of the model that
 filled it, the vector dimension and fields, the indexes, the load state, the
-aliases and any other collection properties. Text for people by default,
-``--json`` for programs.
+aliases, the last ingestion run and whether it completed (a collection whose
+last run did not complete holds part of it: re-running that run's command
+finishes it), and any other collection properties. Text for people by
+default, ``--json`` for programs.
 
 It reads and never writes: on a server, a collection that is not loaded is
 not loaded (counting needs it loaded; ``--load`` loads it and leaves it
@@ -49,7 +51,12 @@ from pipelines.cli import USAGE_STATUS, USER_ERRORS, Command, configure_logging
 from pipelines.options import MilvusOptions, add_log_level_flag
 from transforms.config import ConfigError, MilvusTarget
 from transforms.milvus.client import MilvusConnectionError, connect
-from transforms.milvus.collection import FINGERPRINT_PROPERTY
+from transforms.milvus.collection import (
+    FINGERPRINT_PROPERTY,
+    RUN_PROPERTY,
+    RunRecord,
+    last_run,
+)
 from transforms.milvus.rows import FIELD_DOCUMENT_ID
 
 __all__ = [
@@ -170,6 +177,8 @@ class CollectionInfo:
       fields: Its schema.
       indexes: Its indexes.
       aliases: Its aliases; None when the server does not report them.
+      last_run: The last ingestion run recorded on it (the collection
+        property ``milvus_ingest.last_run``), else None.
       properties: Its other collection properties, as stored.
     """
 
@@ -188,6 +197,7 @@ class CollectionInfo:
     fields: tuple[FieldInfo, ...]
     indexes: tuple[IndexInfo, ...]
     aliases: tuple[str, ...] | None
+    last_run: RunRecord | None
     properties: Mapping[str, str]
 
     def to_json(self) -> dict[str, Any]:
@@ -207,6 +217,7 @@ class CollectionSummary:
       load_state: ``Loaded``, ``Loading`` or ``NotLoad``.
       model: The ``model`` of its stored fingerprint, else None.
       dim: The dimension of its first float vector field, else None.
+      last_run: The last ingestion run recorded on it, else None.
     """
 
     name: str
@@ -215,6 +226,7 @@ class CollectionSummary:
     load_state: str
     model: str | None
     dim: int | None
+    last_run: RunRecord | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -486,6 +498,7 @@ def list_collections(target: MilvusTarget) -> Listing:
                     load_state=state,
                     model=None if model is None else str(model),
                     dim=_dim(_fields(description)),
+                    last_run=last_run(description.get("properties") or {}),
                 )
             )
         return Listing(target.uri, str(client.get_server_version()), tuple(summaries))
@@ -548,7 +561,10 @@ def inspect_collection(
             fields=fields,
             indexes=_indexes(client, name),
             aliases=aliases,
-            properties={k: v for k, v in properties.items() if k != FINGERPRINT_PROPERTY},
+            last_run=last_run(properties),
+            properties={
+                k: v for k, v in properties.items() if k not in (FINGERPRINT_PROPERTY, RUN_PROPERTY)
+            },
         )
     finally:
         client.close()
@@ -598,6 +614,25 @@ def _load_text(info: CollectionInfo) -> str:
     return info.load_state
 
 
+def last_run_text(run: RunRecord | None) -> str:
+    """A run record for people: its id, when, and whether it completed."""
+    if run is None:
+        return "none recorded"
+    if not run.completed:
+        return (
+            f"{run.run_id}, started {run.started}: INCOMPLETE (interrupted or failed; the "
+            "collection holds part of it: re-run its command to finish)"
+        )
+    order = ("documents_read", "chunks", "written", "dead_lettered")
+    named = sorted(
+        run.counts.items(),
+        key=lambda kv: (kv[0] not in order, order.index(kv[0]) if kv[0] in order else 0, kv[0]),
+    )
+    counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in named)
+    outcome = "" if run.outcome in ("", "ok") else f", failed: {run.outcome.replace('_', ' ')}"
+    return f"{run.run_id}, started {run.started}, completed {run.finished}{outcome} ({counts})"
+
+
 def format_collection(info: CollectionInfo) -> str:
     """The human-readable text of :func:`inspect_collection`, one item a line."""
     lines = [
@@ -617,6 +652,7 @@ def format_collection(info: CollectionInfo) -> str:
             else ", ".join(info.aliases) or "none",
         ),
         ("fields", ", ".join(_field_text(f) for f in info.fields)),
+        ("last run", last_run_text(info.last_run)),
     ]
     lines += [(f"property {k}", v) for k, v in sorted(info.properties.items())]
     head = f"collection {info.name} at {info.uri} (Milvus {info.server_version})"
@@ -630,17 +666,23 @@ def format_listing(listing: Listing) -> str:
     if not listing.collections:
         return f"no collections {where}"
     count = len(listing.collections)
-    table = [("NAME", "ROWS", "LOAD STATE", "DIM", "MODEL")]
+    table = [("NAME", "ROWS", "LOAD STATE", "DIM", "LAST RUN", "MODEL")]
     for c in listing.collections:
         rows = str(c.rows) if c.rows is not None else f"~{c.rows_in_statistics}"
         dim = "" if c.dim is None else str(c.dim)
-        table.append((c.name, rows, c.load_state, dim, c.model or ""))
+        run = "" if c.last_run is None else "completed" if c.last_run.completed else "INCOMPLETE"
+        table.append((c.name, rows, c.load_state, dim, run, c.model or ""))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = [f"{count} collection{'s' if count != 1 else ''} {where}:"]
     for row in table:
         cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1])]
         cells += [cell.ljust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
         lines.append("  " + "  ".join(cells).rstrip())
+    if any(c.last_run is not None and not c.last_run.completed for c in listing.collections):
+        lines.append(
+            "INCOMPLETE: its last run was interrupted or failed; re-run its command to finish "
+            "(--collection NAME shows the run)."
+        )
     if any(c.rows is None for c in listing.collections):
         lines.append(
             "~: the server's statistics, for a collection that is not loaded: they count rows "

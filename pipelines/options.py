@@ -39,6 +39,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines.outcome import DeadLetterLimit
 from pipelines.settings import (
     DEAD_LETTER_FILES,
     DEFAULT_DEAD_LETTER_PATH,
@@ -160,6 +161,26 @@ class IngestOptions(PipelineOptions):
             help="seconds between progress lines on stderr (a bar on a terminal): documents "
             "read, chunks written, rates, elapsed, ETA; 0 for none",
         )
+        parser.add_argument(
+            "--max_dead_letters",
+            metavar="LIMIT",
+            help="fail the run (exit status 3) past this many dead letters: a count (100) or a "
+            "fraction of the records read (0.05, 5%%) (default: write.max_dead_letters of "
+            "the config, else no limit)",
+        )
+        # Beam's TestOptions has a --dry_run of its own, for its test runners,
+        # that takes a value: this one replaces it (both set dry_run, which
+        # Beam reads only to skip a check of GCS buckets). argparse's own
+        # "resolve" conflict handling, called as it calls it.
+        beams = parser._option_string_actions.get("--dry_run")
+        if beams is not None:
+            parser._handle_conflict_resolve(beams, [("--dry_run", beams)])
+        parser.add_argument(
+            "--dry_run",
+            action="store_true",
+            help="print the files matched, an estimate of documents and chunks and what "
+            "would happen to the collection, and write nothing (default: off)",
+        )
 
 
 class SearchOptions(PipelineOptions):
@@ -201,6 +222,8 @@ class IngestSettings:
         ``<dead_letter_path>/<collection>/<run id>/dead_letters``: a run never
         overwrites another's.
       run_id: This run's id (see :func:`new_run_id`).
+      max_dead_letters: Past this, the run fails (``--max_dead_letters``,
+        ``write.max_dead_letters`` of the config); None for no limit.
     """
 
     source: SourceConfig
@@ -210,6 +233,7 @@ class IngestSettings:
     write: WriteConfig
     dead_letter_path: str
     run_id: str
+    max_dead_letters: DeadLetterLimit | None = None
 
 
 def config_path(argv: Sequence[str] | None) -> str | None:
@@ -311,6 +335,14 @@ def ingest_settings(options: PipelineOptions, *, run_id: str | None = None) -> I
         )
     source["patterns"] = [_anchored(p) for p in as_patterns(source["patterns"])]
     write = _section(config, "write")
+    # write.max_dead_letters is the run's, not the sink's (WriteConfig).
+    configured_limit = write.pop("max_dead_letters", None)
+    if flags.max_dead_letters is not None:
+        limit = DeadLetterLimit.parse(flags.max_dead_letters)
+    elif configured_limit is not None:
+        limit = DeadLetterLimit.parse(configured_limit, "write.max_dead_letters")
+    else:
+        limit = None
     if "index" in write:
         write["index"] = _build(IndexConfig, "write.index", write["index"])
     # Built in the order of the file, so that the first wrong value is the one named.
@@ -330,6 +362,7 @@ def ingest_settings(options: PipelineOptions, *, run_id: str | None = None) -> I
         write=_build(WriteConfig, "write", write),
         dead_letter_path=run_output(dead_letters, target.collection, run_id, DEAD_LETTER_FILES),
         run_id=run_id,
+        max_dead_letters=limit,
     )
 
 

@@ -158,6 +158,13 @@ def test_inspect_shows_what_the_ingest_wrote(
         assert index["params"] == {"M": "8", "efConstruction": "64"}
     assert shown["aliases"] == [alias]
     assert shown["properties"] == {}
+    # The run recorded itself on the collection (alter_collection_properties works on
+    # embedded Lite, the Lite server and the 2.3.5 server alike), and completed.
+    run = shown["last_run"]
+    assert (run["run_id"], run["completed"], run["outcome"]) == (ingested["run_id"], True, "ok")
+    assert run["started"] <= run["finished"]
+    assert run["counts"]["written"] == ingested["written"]
+    assert run["counts"]["documents_read"] == len(CORPUS)
     assert shown["embedded"] is milvus_uri.endswith(".db")
     if shown["embedded"]:  # each process loads its own: inspect loaded it to count
         assert shown["loaded_by_inspect"] is True
@@ -180,6 +187,8 @@ def test_inspect_shows_what_the_ingest_wrote(
     assert items["index"].startswith("vector: HNSW, metric COSINE, params ")
     assert items["aliases"] == alias
     assert items["fields"].startswith("id VARCHAR(64) primary key, vector FLOAT_VECTOR(dim 16)")
+    assert items["last run"].startswith(f"{ingested['run_id']}, started {run['started']}")
+    assert f"completed {run['finished']} ({len(CORPUS)} documents read, " in items["last run"]
 
     listing = inspect("--milvus_uri", milvus_uri, "--json")
     quiet(listing)
@@ -187,6 +196,7 @@ def test_inspect_shows_what_the_ingest_wrote(
     [mine] = [c for c in listed["collections"] if c["name"] == collection_name]
     assert mine["rows"] == ingested["written"]
     assert (mine["model"], mine["dim"]) == (ingested["model"]["model"], 16)
+    assert mine["last_run"]["completed"] is True
     assert listed["server_version"] == shown["server_version"]
 
 
