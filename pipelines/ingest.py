@@ -220,16 +220,17 @@ def _finish(
     target: MilvusTarget,
     state: CollectionState,
     record: RunRecord,
-) -> Exception | None:
+) -> tuple[Exception | None, bool]:
     """Ends the run on the collection: dropped if new and empty, else marked completed.
 
     Returns:
       The run's failure (it wrote nothing, or dead-lettered too much), raised
-      by the caller once the report is written; None if it succeeded.
+      by the caller once the report is written, or None if it succeeded; and
+      whether the collection was dropped.
     """
     failure = check_outcome(report, settings.max_dead_letters, settings.dead_letter_path)
-    report["dropped"] = report.get("rows_after", 0) == 0 and drop_if_empty(target, state)
-    if not report["dropped"]:
+    dropped = report.get("rows_after", 0) == 0 and drop_if_empty(target, state)
+    if not dropped:
         counts = {name: int(report.get(name, 0)) for name in _REPORTED}
         mark_run(
             target,
@@ -242,7 +243,7 @@ def _finish(
             ),
             settings.write,
         )
-    return failure
+    return failure, dropped
 
 
 def run(
@@ -359,14 +360,16 @@ def _run(
             for name, n in sorted(found.items())
             if name.startswith("dead_letters_") and not name.startswith("dead_letters_write_")
         }
-        failure = _finish(report, settings, target, state, record)
+        failure, dropped = _finish(report, settings, target, state, record)
         closing = time.monotonic()
     # The store is closed before the report, which counts the time: a served
     # store's server stopped as the block above ended, an embedded one is
     # closed here (Milvus Lite builds its indexes on close).
     close_embedded(settings.target)
-    report["close_seconds"] = round(time.monotonic() - closing, 3)
-    report["seconds"] = round(time.monotonic() - started, 3)  # flush and close included
+    closed = time.monotonic()
+    report["seconds"] = round(closed - started, 3)  # flush and close included
+    report["close_seconds"] = round(closed - closing, 3)
+    report["dropped"] = dropped  # a collection this run made and left empty
     report["documents_per_s"] = round(report[metrics.DOCUMENTS_READ] / report["seconds"], 1)
     report["runner"] = engines.runner_name(options, pipeline.runner)  # as named, or chosen
     report["engine"] = engines.engine_of(pipeline.runner, result)  # what ran the steps
