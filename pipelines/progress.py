@@ -21,8 +21,9 @@ Where the counts come from (see :mod:`transforms.progress`):
 The ETA: the input's size is what the readers' file listings gave
 (:data:`transforms.metrics.INPUT_BYTES`); work done is the share of it read,
 times the share of the documents read that have gone on to chunking (when
-documents are grouped by id, none go on before all are read). The time left
-is extrapolated from how fast that share grew over the last half minute.
+documents are grouped by id, none go on before all are read), times the share
+of the chunks made that are written. The time left is extrapolated from how
+fast that share grew over the last half minute.
 
 What it costs: one thread on the launcher that wakes every interval (half a
 second for a bar), one that receives datagrams; nothing on the workers but
@@ -99,10 +100,12 @@ class Snapshot:
         """The share of the run's work done, 0 to 1, or ``None`` if the input's size is unknown."""
         if self.input_bytes <= 0 or self.input_files_unsized:
             return None
-        read = min(1.0, self.input_bytes_read / self.input_bytes)
-        if self.documents_started is None or self.documents_read <= 0:
-            return read
-        return read * min(1.0, self.documents_started / self.documents_read)
+        share = min(1.0, self.input_bytes_read / self.input_bytes)
+        if self.documents_started is not None and self.documents_read > 0:
+            share *= min(1.0, self.documents_started / self.documents_read)
+        if self.chunks > 0:
+            share *= min(1.0, self.written / self.chunks)
+        return share
 
 
 def format_duration(seconds: float) -> str:

@@ -275,5 +275,14 @@ def test_the_share_of_work_done_needs_the_input_size() -> None:
         input_bytes=100, input_bytes_read=100, documents_read=40, documents_started=10
     )
     assert started.done() == 0.25
+    writing = Snapshot(
+        input_bytes=100,
+        input_bytes_read=100,
+        documents_read=40,
+        documents_started=40,
+        chunks=100,
+        written=50,
+    )
+    assert writing.done() == 0.5  # all chunked, half the chunks written
     assert format_duration(7.4) == "0:07" and format_duration(3723) == "1:02:03"
     assert format_bytes(512) == "512 B" and format_bytes(3_600_000) == "3.6 MB"

@@ -236,11 +236,13 @@ class ReportProgress(beam.PTransform):
 
         _ = read.documents | ReportProgress("127.0.0.1:40001", run_id)
 
-    It takes PCollections (one, or a tuple), outputs nothing, and costs one
-    call per element of each: it only needs to be set up where those
-    PCollections are made, which fuses it into their steps (choose ones with
-    few elements: documents rather than chunks). The first PCollection's
-    elements are counted as :data:`DOCUMENTS_STARTED`.
+    It takes a PCollection of documents, counts them as
+    :data:`DOCUMENTS_STARTED`, and costs one call per document: it only needs
+    to be set up where they are made, which fuses it into that step. It
+    returns an empty PCollection, not ``PDone``: with a ``PDone`` here, the
+    project's Dask runner (``pipelines.runners.dask``, Beam 2.77) ran
+    ``WriteToText``'s finalizing step without its side inputs, and the run
+    failed (seen, not yet understood).
 
     Args:
       address: The launcher's collector, ``host:port``.
@@ -252,11 +254,7 @@ class ReportProgress(beam.PTransform):
         self._address = address
         self._run = run
 
-    def expand(self, pcolls: pvalue.PCollection | Iterable[pvalue.PCollection]) -> pvalue.PDone:
-        listed = [pcolls] if isinstance(pcolls, pvalue.PCollection) else list(pcolls)
-        for i, pcoll in enumerate(listed):
-            counted = DOCUMENTS_STARTED if i == 0 else None
-            _ = pcoll | f"Report{i}" >> beam.ParDo(
-                _StartReportingFn(self._address, self._run, counted)
-            )
-        return pvalue.PDone(listed[0].pipeline)
+    def expand(self, documents: pvalue.PCollection) -> pvalue.PCollection:
+        return documents | "Report" >> beam.ParDo(
+            _StartReportingFn(self._address, self._run, DOCUMENTS_STARTED)
+        )
