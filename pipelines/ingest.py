@@ -186,6 +186,7 @@ class _RunState:
     settings: IngestSettings
     target: MilvusTarget | None = None
     state: CollectionState | None = None
+    ended: bool = False
 
 
 def _interrupted_line(run_state: _RunState) -> str:
@@ -199,6 +200,8 @@ def _interrupted_line(run_state: _RunState) -> str:
     settings = run_state.settings
     rerun = "run the same command again to finish: rows are upserted by their ids, so "
     rerun += "nothing is written twice"
+    if run_state.ended:
+        return "interrupted (Ctrl-C) while closing the store: the run had completed"
     if run_state.target is None or run_state.state is None:
         return "interrupted (Ctrl-C) before anything was written: nothing to finish"
     target = settings.target
@@ -361,6 +364,7 @@ def _run(
             if name.startswith("dead_letters_") and not name.startswith("dead_letters_write_")
         }
         failure, dropped = _finish(report, settings, target, state, record)
+        run_state.ended = True
         closing = time.monotonic()
     # The store is closed before the report, which counts the time: a served
     # store's server stopped as the block above ended, an embedded one is
