@@ -316,7 +316,10 @@ class Progress:
         if not self._shown:
             return
         final = Snapshot.of(counts, from_workers=False)
-        self._render(final, time.monotonic() - self._started, done=True)
+        try:
+            self._render(final, time.monotonic() - self._started, done=True)
+        except Exception:  # progress must never fail a run (a closed stderr, say)
+            _LOGGER.debug("Progress not shown", exc_info=True)
         self._close_bar()
 
     def __exit__(
@@ -338,7 +341,10 @@ class Progress:
 
     def _close_bar(self) -> None:
         """Leaves the bar as it was last drawn, and log lines as they were."""
-        self._exit.close()
+        try:
+            self._exit.close()
+        except Exception:  # progress must never fail a run
+            _LOGGER.debug("Progress bar not closed", exc_info=True)
         self._bar = None
 
     def _stop_rendering(self) -> None:
