@@ -35,7 +35,8 @@ GCS_BUCKET ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-test install-dev install-gcp install-bench install-dask prism demo ingest search \
-	test lint format clean constraints bench run-multiprocess run-portable run-dask run-flink run-dataflow
+	test lint format clean constraints bench run-multiprocess run-portable run-dask run-flink run-dataflow \
+	client-venvs
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +68,27 @@ $(PRISM): | $(BIN)/python
 		'from apache_beam.version import __version__; print(__version__)')
 
 prism: install $(PRISM) ## Build Beam's Prism runner into $(VENV) (needs Go; 1-4 min and 1.5 GB of Go caches the first time)
+
+# The clients of docs/clients.md (LangChain, LlamaIndex, Beam's Milvus enrichment), each in a
+# venv of its own in $(VENV)/clients/, as its users have it: their pymilvus pins conflict
+# (pymilvus 3 for langchain-milvus, < 3 for the others), and none has this project. Each venv is
+# made anew when its requirements or constraints (docs/clients/NAME-*.txt) change. The three
+# install in parallel, since fetching from the registry, not cores, bounds them, and without
+# compiling every module (--no-compile: 45 s less for LlamaIndex's; Python compiles what the
+# snippets import, once). tests/test_clients.py runs the snippets in them.
+CLIENTS := langchain llamaindex beam
+CLIENT_VENVS := $(VENV)/clients
+CLIENT_STAMPS := $(foreach c,$(CLIENTS),$(CLIENT_VENVS)/$(c)/.installed)
+
+$(CLIENT_VENVS)/%/.installed: docs/clients/%-requirements.txt docs/clients/%-constraints.txt
+	rm -rf $(CLIENT_VENVS)/$*
+	$(PYTHON) -m venv $(CLIENT_VENVS)/$*
+	$(CLIENT_VENVS)/$*/bin/python -m pip install --quiet --no-compile \
+		-r docs/clients/$*-requirements.txt -c docs/clients/$*-constraints.txt
+	@touch $@
+
+client-venvs: ## One venv per client of docs/clients.md, in $(VENV)/clients/ (~2-4 min)
+	@$(MAKE) --no-print-directory -j$(words $(CLIENTS)) $(CLIENT_STAMPS)
 
 demo: install ## Ingest Python's docs into Milvus Lite (work/) and answer sample questions
 	$(BIN)/python -m pipelines.demo --config $(CONFIG) $(RUNNER_FLAGS)
@@ -106,7 +128,7 @@ run-dataflow: install-gcp ## Ingest with configs/dataflow.yaml on Dataflow (GCP_
 bench: install-bench ## Benchmark against the limits and the peers (~15 min; BENCH_FLAGS)
 	$(BIN)/python -m bench.run --json work/bench/report.json --markdown work/bench/report.md $(BENCH_FLAGS)
 
-test: install-test $(if $(findstring prism,$(ENGINES)),$(PRISM)) ## Run the tests; the engine tests on the FnApiRunner, and on Prism where Go is
+test: install-test client-venvs $(if $(findstring prism,$(ENGINES)),$(PRISM)) ## Run the tests; the engine tests on the FnApiRunner, and on Prism where Go is
 	$(if $(findstring prism,$(ENGINES)),,@echo "ENGINES=$(ENGINES): the engine tests run without Prism (make prism needs Go)")
 	$(BIN)/python -m pytest --engines=$(ENGINES) $(PYTEST_ARGS)
 
