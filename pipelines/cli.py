@@ -46,9 +46,9 @@ from apache_beam.options.pipeline_options import (
     _BeamArgumentParser,
 )
 
+from pipelines.console import LOG_FORMAT, PROJECT_LOGGERS, USER_ERRORS, configure_logging
 from pipelines.interrupt import INTERRUPTED_STATUS
 from pipelines.options import (
-    LOG_LEVELS,
     PROJECT_OPTIONS,
     IngestOptions,
     LoggingOptions,
@@ -59,9 +59,6 @@ from pipelines.options import (
 )
 from pipelines.outcome import RUN_FAILED_STATUS, RunFailedError
 from transforms.config import ConfigError
-from transforms.embedding.model import ModelLoadError
-from transforms.milvus.client import MilvusAuthError, MilvusConnectionError
-from transforms.milvus.collection import CollectionMismatchError, RowCountMismatchError
 
 __all__ = [
     "LOG_FORMAT",
@@ -76,25 +73,9 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-# Errors that mean the run was set up wrong, or did not end as it should: the
-# message says what to fix, so a traceback would only hide it.
-USER_ERRORS = (
-    ConfigError,
-    CollectionMismatchError,
-    MilvusAuthError,
-    MilvusConnectionError,
-    ModelLoadError,
-    RowCountMismatchError,
-)
-
 USAGE_STATUS = 2
 """Exit status of a command line that cannot be run as written (Unix habit, as argparse)."""
 
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
-PROJECT_LOGGERS = ("pipelines", "transforms", "__main__")
-"""Loggers that log at ``--log_level``; ``__main__`` is a pipeline run with ``python -m``."""
-
-_LEVELS: dict[str, int] = {name: getattr(logging, name) for name in LOG_LEVELS}
 _UNCHECKED = "--"
 _HELP_BEAM = "--help_beam"
 
@@ -200,28 +181,6 @@ class _DefaultsFormatter(argparse.HelpFormatter):
             return help_text
         default = "none" if action.default is None else "%(default)s"
         return f"{help_text} (default: {default})"
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Logs to stderr, one line per record, as the user asked, whatever ran first.
-
-    Beam calls ``logging.basicConfig()`` whenever options or a pipeline are
-    made, and some packages configure logging when imported, so an entry
-    point's own ``basicConfig`` is a no-op whenever one of them ran first. This
-    one replaces whatever handler the root logger has (``force=True``) with one
-    on stderr: every record is printed once, in one format. This project's
-    loggers (:data:`PROJECT_LOGGERS`) log at ``level``; other libraries log
-    their warnings and errors only (at ERROR, only errors; at DEBUG, their
-    INFO lines too: Beam's choice of runner, Milvus Lite's server).
-
-    Args:
-      level: DEBUG, INFO, WARNING or ERROR.
-    """
-    project = _LEVELS[level.upper()]
-    libraries = logging.INFO if project <= logging.DEBUG else max(project, logging.WARNING)
-    logging.basicConfig(level=libraries, format=LOG_FORMAT, stream=sys.stderr, force=True)
-    for name in PROJECT_LOGGERS:
-        logging.getLogger(name).setLevel(project)
 
 
 def beam_option_classes() -> list[type[PipelineOptions]]:

@@ -21,42 +21,26 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pipelines import hits
+from pipelines.console import USER_ERRORS, configure_logging
 from pipelines.settings import (
-    LOG_LEVELS,
     SearchSettings,
     add_log_level_flag,
     add_milvus_flags,
     add_search_flags,
     read_search_settings,
 )
-from transforms.config import ConfigError
 from transforms.embedding.model import QueryEncoder
-from transforms.milvus.client import MilvusAuthError, MilvusConnectionError, connect
-from transforms.milvus.collection import CollectionMismatchError
+from transforms.milvus.client import connect
 from transforms.milvus.searcher import (
     CollectionInfo,
     Searcher,
     open_for_search,
     require_exists,
 )
-from transforms.model_files import ModelLoadError
 
-__all__ = ["USER_ERRORS", "main", "parse", "search", "write_results"]
+__all__ = ["main", "parse", "search", "write_results"]
 
 _LOGGER = logging.getLogger(__name__)
-
-USER_ERRORS = (
-    ConfigError,
-    CollectionMismatchError,
-    MilvusAuthError,
-    MilvusConnectionError,
-    ModelLoadError,
-)
-"""Mistakes whose message says what to fix: one line, no traceback (as ``pipelines.cli``)."""
-
-# As pipelines.cli.configure_logging, which imports Beam with its module.
-_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
-_PROJECT_LOGGERS = ("pipelines", "transforms", "__main__")
 
 
 class _NotInstant(Exception):
@@ -88,15 +72,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace | None:
     if unknown or flags.queries_file:
         return None
     return flags
-
-
-def configure_logging(level: str) -> None:
-    """Logs on stderr as the other commands do (``pipelines.cli.configure_logging``)."""
-    project = getattr(logging, level.upper()) if level.upper() in LOG_LEVELS else logging.INFO
-    libraries = logging.INFO if project <= logging.DEBUG else max(project, logging.WARNING)
-    logging.basicConfig(level=libraries, format=_LOG_FORMAT, stream=sys.stderr, force=True)
-    for name in _PROJECT_LOGGERS:
-        logging.getLogger(name).setLevel(project)
 
 
 def search(settings: SearchSettings) -> tuple[CollectionInfo, list[dict[str, Any]]]:
