@@ -68,7 +68,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         argv = ["--config", DEFAULT_CONFIG, *argv]
     corpus = write_corpus(_corpus_folder(argv))
     print(f"Corpus: {corpus}", flush=True)
-    ingest.run(argv)
+    if ingest.run(argv) is None:  # --dry_run: nothing was written, so nothing to search
+        return
     print("\nAnswers (top hits per question):", flush=True)
     _, found = search.answers(argv)
     for answer in found:

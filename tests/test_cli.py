@@ -43,8 +43,18 @@ INGEST_FLAGS = [
     "--dead_letter_path",
     "--report_path",
     "--progress_interval_s",
+    "--max_dead_letters",
+    "--dry_run",
 ]
-SEARCH_FLAGS = ["--query", "--queries_file", "--top_k", "--filter", "--output"]
+SEARCH_FLAGS = [
+    "--query",
+    "--queries_file",
+    "--top_k",
+    "--filter",
+    "--search_params",
+    "--output_format",
+    "--output",
+]
 LAST_FLAGS = ["--log_level"]
 FLAGS = {
     "pipelines.ingest": COMMON_FLAGS + INGEST_FLAGS + LAST_FLAGS,
@@ -361,7 +371,7 @@ def test_log_level_warning_shows_no_info_line(
     )
     assert done.returncode == 0, done.stderr
     hits = json.loads(done.stdout.splitlines()[-1])
-    assert hits["query"] == "how do I run on Dask" and hits["hits"][0]["fields"]["document_id"]
+    assert hits["query"] == "how do I run on Dask" and hits["hits"][0]["document_id"]
     assert not [line for line in _stderr_lines(done) if line.startswith("INFO ")], done.stderr
     assert "ERROR" not in done.stderr and "Traceback" not in done.stderr
 
