@@ -27,8 +27,7 @@ The sub-packages are layers, each importing only the ones below it:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transforms.batch import ChunkBatch
 from transforms.config import (
@@ -45,6 +44,7 @@ from transforms.config import (
     WriteConfig,
     WriteMode,
 )
+from transforms.lazy import lazy_exports
 from transforms.milvus import (
     CollectionMismatchError,
     MilvusAuthError,
@@ -108,12 +108,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [

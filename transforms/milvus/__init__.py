@@ -12,9 +12,9 @@ fingerprint, never the model that made them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from transforms.lazy import lazy_exports
 from transforms.milvus.client import MilvusAuthError, MilvusConnectionError
 from transforms.milvus.collection import (
     CollectionMismatchError,
@@ -34,12 +34,7 @@ if TYPE_CHECKING:
 _EXPORTS = {"SearchMilvus": "transforms.milvus.search", "WriteToMilvus": "transforms.milvus.sink"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [

@@ -5,8 +5,9 @@ Depends only on the shared modules; the embedding layer builds on it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from transforms.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from transforms.text.chunking import ChunkDocuments, chunk_document, token_windows
@@ -22,12 +23,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = ["ChunkDocuments", "ChunkingTokenizer", "chunk_document", "token_windows"]
