@@ -360,18 +360,28 @@ class Progress:
         return bool(isatty and isatty())
 
     def _snapshot(self) -> Snapshot:
+        """The counts of the source that has seen the most of the run.
+
+        Workers that reach the collector and Beam's live metrics (polled where
+        the runner has them: Dataflow) count the same things, both only ever
+        growing; where the workers cannot reach the collector (Dataflow's),
+        only this process's own reporter does, with nothing counted.
+        """
+        found: list[Snapshot] = []
         collector = self._collector
-        if collector is not None and collector.workers:
-            return Snapshot.of(collector.counts(), from_workers=True)
+        if collector is not None:
+            found.append(Snapshot.of(collector.counts(), from_workers=True))
         poll = self._poll
         if poll is not None:
             try:
-                return Snapshot.of(poll(), from_workers=False)
+                found.append(Snapshot.of(poll(), from_workers=False))
             except Exception as e:  # some runners report metrics only at the end
                 _LOGGER.debug("No metrics while running: %s", e)
-        if collector is not None:
-            return Snapshot.of(collector.counts(), from_workers=True)
-        return Snapshot()
+        return max(
+            found,
+            key=lambda snapshot: (snapshot.written, snapshot.documents_read, snapshot.chunks),
+            default=Snapshot(),
+        )
 
     def _render_loop(self) -> None:
         tick = min(self._interval, _BAR_TICK_S) if self._bar_on() else self._interval
