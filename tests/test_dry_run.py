@@ -12,10 +12,8 @@ collection, no dead-letter file, no report. About 30 s on two cores.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -24,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import dry_run
 from pipelines.options import ingest_settings
 from tests.conftest import write_jsonl
+from tests.test_exit_codes import ingest
 from transforms.embedding import describe_model
 
 TIMEOUT_S = 300.0
@@ -36,19 +35,6 @@ RECORDS = [
     {"title": "two", "body": "search milvus for the number " * 3},
     {"title": "three", "body": ""},  # dead-lettered: empty text
 ]
-
-
-def ingest(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env.pop("PYTHONPATH", None)
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.ingest", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
 
 
 @pytest.fixture

@@ -28,24 +28,11 @@ import time
 import pytest
 
 from pipelines.interrupt import INTERRUPTED_STATUS
+from tests.conftest import WORDS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXIT_BOUND_S = 30.0
 START_TIMEOUT_S = 240.0
-WORDS = [
-    "read",
-    "write",
-    "open",
-    "close",
-    "string",
-    "text",
-    "number",
-    "milvus",
-    "vector",
-    "search",
-    "chunk",
-    "token",
-]
 LOG_PREFIXES = ("INFO ", "WARNING ", "DEBUG ", "progress")
 
 
