@@ -68,7 +68,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         argv = ["--config", DEFAULT_CONFIG, *argv]
     corpus = write_corpus(_corpus_folder(argv))
     print(f"Corpus: {corpus}", flush=True)
-    if ingest.run(argv) is None:  # --dry_run: nothing was written, so nothing to search
+    # None after --dry_run: nothing was written, so there is nothing to search.
+    if ingest.run(argv, exit_on_interrupt=True) is None:
         return
     print("\nAnswers (top hits per question):", flush=True)
     _, found = search.answers(argv)

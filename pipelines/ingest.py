@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import logging
 import time
@@ -250,18 +251,25 @@ def _finish(
 
 
 def run(
-    argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
+    argv: Sequence[str] | None = None,
+    test_pipeline: beam.Pipeline | None = None,
+    *,
+    exit_on_interrupt: bool = False,
 ) -> PipelineResult | None:
     """Runs an ingestion and prints its report as one JSON line.
 
-    Ctrl-C stops it within seconds with one line (see
-    :mod:`pipelines.interrupt`); the collection stays marked incomplete
-    until a run completes.
+    A run stopped before it completes (Ctrl-C, a crash) leaves the collection
+    marked incomplete until a run completes.
 
     Args:
       argv: Command-line flags: this pipeline's (see ``IngestOptions``) and
         Beam's, which pass through untouched.
       test_pipeline: A pipeline to build on instead of a new one (tests).
+      exit_on_interrupt: Ctrl-C ends the process within seconds, with one
+        line and status 130, worker processes included (see
+        :mod:`pipelines.interrupt`): what the command line wants, not a
+        program or notebook that calls this function, so off by default
+        (Ctrl-C then raises ``KeyboardInterrupt`` as usual).
 
     Returns:
       The finished pipeline's result; None for ``--dry_run``.
@@ -277,7 +285,12 @@ def run(
     settings = ingest_settings(options)
     flags = options.view_as(IngestOptions)
     run_state = _RunState(settings)
-    with stop_on_interrupt(lambda: _interrupted_line(run_state)):
+    interrupts = (
+        stop_on_interrupt(lambda: _interrupted_line(run_state))
+        if exit_on_interrupt
+        else contextlib.nullcontext()
+    )
+    with interrupts:
         _check_inputs(settings)
         started = time.monotonic()
         # Read from the model's files once; fails here, not on workers, if they are missing.
@@ -396,7 +409,10 @@ def _run(
 
 def main() -> None:
     """``python -m pipelines.ingest`` and ``milvus-ingest``: flags checked, then :func:`run`."""
-    run_main(run, Command("pipelines.ingest", __doc__, (MilvusOptions, IngestOptions)))
+    run_main(
+        functools.partial(run, exit_on_interrupt=True),
+        Command("pipelines.ingest", __doc__, (MilvusOptions, IngestOptions)),
+    )
 
 
 if __name__ == "__main__":

@@ -155,3 +155,41 @@ def test_ctrl_c_stops_the_run_with_one_line_and_a_rerun_completes_it(
     shown = inspect_json(store, "big")
     assert shown["last_run"]["completed"] is True
     assert shown["last_run"]["run_id"] == report["run_id"]
+
+
+CALLER = """
+import logging
+import sys
+from pipelines import ingest
+logging.basicConfig(level=logging.INFO)
+try:
+    ingest.run(sys.argv[1:])
+except KeyboardInterrupt:
+    print("the caller caught KeyboardInterrupt", flush=True)
+    sys.exit(7)
+"""
+
+
+def test_ctrl_c_in_a_program_that_calls_run_is_the_programs_to_handle(
+    tmp_path: pathlib.Path, demo_model: str
+) -> None:
+    """Only the command line ends the process on Ctrl-C: a program or notebook calling
+    ``ingest.run`` gets its ``KeyboardInterrupt``, and goes on."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-c", CALLER,
+         "--input", str(corpus(tmp_path / "big.jsonl", 12000)), "--model", demo_model,
+         "--milvus_uri", str(tmp_path / "milvus.db"), "--collection", "big",
+         "--runner", "DirectRunner"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        interrupt_once_writing(process, after_s=3.0)
+        stdout, stderr = process.communicate(timeout=EXIT_BOUND_S * 4)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 7, stderr
+    assert "the caller caught KeyboardInterrupt" in stdout
