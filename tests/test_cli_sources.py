@@ -331,7 +331,17 @@ def test_a_config_works_from_any_folder(tmp_path: pathlib.Path, demo_model: str)
     )
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout.splitlines()[-1])["hits"]
-    assert hits[0]["fields"]["document_id"] == str(project / "notes" / "alpha.md")
+    assert hits[0]["document_id"] == str(project / "notes" / "alpha.md")
+    assert not (project / "work" / "search").exists()  # an instant search writes no file
+    # A named runner searches on Beam, which writes its results under the config's search.output.
+    found = run_entry(
+        "milvus-search",
+        ["--config", config, "--query", "catch an exception", "--runner", "FnApiRunner"],
+        elsewhere,
+    )
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout.splitlines()[-1])["hits"]
+    assert hits[0]["document_id"] == str(project / "notes" / "alpha.md")
     (results,) = (project / "work" / "search" / "notes").glob("*/results-*.jsonl")
     assert _RUN_ID.match(results.parent.name)
     assert list(elsewhere.iterdir()) == []  # nothing written where the commands ran
