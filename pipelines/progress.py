@@ -251,6 +251,7 @@ class Progress:
         self._samples: collections.deque[tuple[float, float]] = collections.deque()
         self._counts: collections.deque[tuple[float, Snapshot]] = collections.deque()
         self._env_before: str | None = None
+        self._last = Snapshot()
 
     @property
     def enabled(self) -> bool:
@@ -377,11 +378,12 @@ class Progress:
                 found.append(Snapshot.of(poll(), from_workers=False))
             except Exception as e:  # some runners report metrics only at the end
                 _LOGGER.debug("No metrics while running: %s", e)
-        return max(
-            found,
-            key=lambda snapshot: (snapshot.written, snapshot.documents_read, snapshot.chunks),
-            default=Snapshot(),
+        # Never backwards: Beam's metrics can stop answering as the job ends.
+        found.append(self._last)
+        self._last = max(
+            found, key=lambda snapshot: (snapshot.written, snapshot.documents_read, snapshot.chunks)
         )
+        return self._last
 
     def _render_loop(self) -> None:
         tick = min(self._interval, _BAR_TICK_S) if self._bar_on() else self._interval
