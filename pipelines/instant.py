@@ -38,7 +38,7 @@ from transforms.milvus.searcher import (
     require_exists,
 )
 
-__all__ = ["main", "parse", "search", "write_results"]
+__all__ = ["main", "parse", "search", "searcher_for", "write_results"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,6 +74,18 @@ def parse(argv: Sequence[str]) -> argparse.Namespace | None:
     return flags
 
 
+def searcher_for(client: Any, settings: SearchSettings, info: CollectionInfo) -> Searcher:
+    """The :class:`Searcher` a search's settings ask for (top k, filter, search params)."""
+    return Searcher(
+        client,
+        settings.target,
+        info,
+        top_k=settings.top_k,
+        filter_expression=settings.filter_expression,
+        search_params=settings.search_params,
+    )
+
+
 def search(settings: SearchSettings) -> tuple[CollectionInfo, list[dict[str, Any]]]:
     """Encodes the queries and searches: each query's hits (``SearchResult`` as JSON).
 
@@ -88,14 +100,7 @@ def search(settings: SearchSettings) -> tuple[CollectionInfo, list[dict[str, Any
         require_exists(client, settings.target)  # before the model: a typo costs no load
         encoder = QueryEncoder(settings.model)
         info = open_for_search(client, settings.target, encoder.embedder.fingerprint())
-        searcher = Searcher(
-            client,
-            settings.target,
-            info,
-            top_k=settings.top_k,
-            filter_expression=settings.filter_expression,
-            search_params=settings.search_params,
-        )
+        searcher = searcher_for(client, settings, info)
         vectors = encoder.encode_queries(settings.queries)
         found = searcher.search(settings.queries, vectors)
     finally:

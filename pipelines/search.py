@@ -91,20 +91,13 @@ def _check_collection(settings: SearchSettings) -> CollectionInfo:
     this model, accepts the filter; how to search it. Loads it for the workers."""
     from transforms.embedding.model import describe_model
     from transforms.milvus.client import connect
-    from transforms.milvus.searcher import Searcher, open_for_search
+    from transforms.milvus.searcher import open_for_search
 
     fingerprint = describe_model(settings.model).fingerprint
     client = connect(settings.target)
     try:
         info = open_for_search(client, settings.target, fingerprint)
-        Searcher(
-            client,
-            settings.target,
-            info,
-            top_k=settings.top_k,
-            filter_expression=settings.filter_expression,
-            search_params=settings.search_params,
-        ).check_filter()
+        instant.searcher_for(client, settings, info).check_filter()
     finally:
         client.close()
     return info
