@@ -45,7 +45,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipelines import engines
 from pipelines.cli import Command, run_main
-from pipelines.interrupt import stop_on_interrupt
+from pipelines.interrupt import keyboard_interrupt_reaches_caller, stop_on_interrupt
 from pipelines.lite_server import needs_server, serve_lite
 from pipelines.options import (
     IngestOptions,
@@ -288,7 +288,7 @@ def run(
     interrupts = (
         stop_on_interrupt(lambda: _interrupted_line(run_state))
         if exit_on_interrupt
-        else contextlib.nullcontext()
+        else keyboard_interrupt_reaches_caller()
     )
     with interrupts:
         _check_inputs(settings)

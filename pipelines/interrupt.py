@@ -32,6 +32,11 @@ rows whose ids are deterministic, and the collection is marked incomplete
 Outside the main thread, or where the sentinel cannot start, it does nothing
 and Ctrl-C raises ``KeyboardInterrupt`` as usual (the entry points end it with
 status 130 and one line too).
+
+A program or notebook that calls a run keeps Ctrl-C for itself:
+:func:`keyboard_interrupt_reaches_caller` only makes sure it gets the
+``KeyboardInterrupt``, which Beam's in-process runner would otherwise hand
+back as a ``RuntimeError`` when the signal lands inside a ``DoFn``.
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 
-__all__ = ["INTERRUPTED_STATUS", "stop_on_interrupt"]
+__all__ = ["INTERRUPTED_STATUS", "keyboard_interrupt_reaches_caller", "stop_on_interrupt"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -231,4 +237,41 @@ def stop_on_interrupt(describe: Callable[[], str]) -> Iterator[None]:
         sentinel.stdin.close()  # it ends
         sentinel.wait()
         watcher.join()
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def keyboard_interrupt_reaches_caller() -> Iterator[None]:
+    """Within the block, Ctrl-C reaches the caller as ``KeyboardInterrupt``.
+
+    Beam's in-process runner processes bundles on the calling thread, the
+    one Python delivers SIGINT to, and re-raises what a ``DoFn`` raised,
+    ``KeyboardInterrupt`` included, as ``RuntimeError("KeyboardInterrupt
+    [while running ...]")``: a program's ``except KeyboardInterrupt`` would
+    miss it. Within the block, SIGINT is noted before the handler in place
+    runs, and an exception that ends the block after it is raised again as
+    ``KeyboardInterrupt`` (chained to Beam's). The handler in place is
+    restored on exit; outside the main thread, or with a handler that is not
+    Python code (SIGINT ignored or default), the block changes nothing.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    interrupted = threading.Event()
+
+    def note_then_handle(signum: int, frame: types.FrameType | None) -> None:
+        interrupted.set()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note_then_handle)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        if interrupted.is_set():
+            raise KeyboardInterrupt from e
+        raise
+    finally:
         signal.signal(signal.SIGINT, previous)

@@ -24,10 +24,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
+import apache_beam as beam
 import pytest
 
-from pipelines.interrupt import INTERRUPTED_STATUS
+from pipelines.interrupt import INTERRUPTED_STATUS, keyboard_interrupt_reaches_caller
 from tests.conftest import WORDS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -193,3 +195,32 @@ def test_ctrl_c_in_a_program_that_calls_run_is_the_programs_to_handle(
             process.wait()
     assert process.returncode == 7, stderr
     assert "the caller caught KeyboardInterrupt" in stdout
+
+
+class _InterruptOnce(beam.DoFn):
+    """Sends SIGINT to its own process, as Ctrl-C would, while processing an element."""
+
+    def process(self, element: int) -> Iterator[int]:
+        if element == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs here, inside the DoFn
+        yield element
+
+
+def test_a_sigint_inside_a_dofn_reaches_the_caller_as_keyboard_interrupt() -> None:
+    """Beam's in-process runner hands a ``KeyboardInterrupt`` raised inside a ``DoFn``
+    back as a ``RuntimeError``; within the block it is a ``KeyboardInterrupt`` again,
+    and the SIGINT handler in place before is back after."""
+    before = signal.getsignal(signal.SIGINT)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        keyboard_interrupt_reaches_caller(),
+        beam.Pipeline(runner="FnApiRunner") as pipeline,
+    ):
+        _ = pipeline | beam.Create([0, 1]) | beam.ParDo(_InterruptOnce())
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_other_failures_pass_through_unchanged() -> None:
+    with pytest.raises(ValueError, match="not an interrupt"), keyboard_interrupt_reaches_caller():
+        raise ValueError("not an interrupt")
