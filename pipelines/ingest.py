@@ -57,12 +57,27 @@ from pipelines.options import (
 from pipelines.outcome import OK, check_outcome
 from pipelines.progress import Progress
 from transforms import metrics
-from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget
+from transforms.config import ConfigError, EmptyMatchTreatment, MilvusTarget, WriteMode
 from transforms.embedding import EmbedChunks, EmbedOutput, ModelDescription, describe_model
 from transforms.io import ReadDocuments, match_files
 from transforms.milvus import WriteToMilvus, finish_collection, prepare_collection
 from transforms.milvus.client import close_embedded, connect
-from transforms.milvus.collection import CollectionState, RunRecord, drop_if_empty, mark_run
+from transforms.milvus.collection import (
+    CollectionState,
+    RunRecord,
+    drop_if_empty,
+    manifest_target,
+    mark_run,
+)
+from transforms.milvus.sync import (
+    BUCKETS,
+    CompleteSync,
+    PlanSync,
+    count_scope,
+    ensure_manifest,
+    manifest_ranges,
+    sync_salt,
+)
 from transforms.progress import ReportProgress
 from transforms.text import ChunkDocuments
 from transforms.types import DeadLetter
@@ -79,12 +94,17 @@ def _count_by_stage(letter: DeadLetter) -> DeadLetter:
     return letter
 
 
+def _syncing(settings: IngestSettings) -> bool:
+    return settings.write.mode is WriteMode.SYNC
+
+
 def build_pipeline(
     pipeline: beam.Pipeline,
     settings: IngestSettings,
     model: ModelDescription,
     target: MilvusTarget | None = None,
     progress_address: str | None = None,
+    manifest_ranges: Sequence[tuple[int, int]] | None = None,
 ) -> None:
     """Adds the ingestion steps to ``pipeline``.
 
@@ -93,9 +113,31 @@ def build_pipeline(
     ``settings.model``; ``target`` overrides ``settings.target``, e.g. with a
     served local store; ``progress_address`` is where workers send their
     counts while the run goes on (see :mod:`pipelines.progress`).
+
+    In ``sync`` mode (:mod:`transforms.milvus.sync`) the manifest must be
+    ready too (``ensure_manifest``), and ``manifest_ranges`` are the bucket
+    ranges its entries are read by (one range that splits itself if None).
     """
+    target = target or settings.target
     read = pipeline | "ReadDocuments" >> ReadDocuments(settings.source)
-    chunked = read.documents | "ChunkDocuments" >> ChunkDocuments(settings.model, settings.chunking)
+    documents = read.documents
+    scope = settings.scope or ""  # ingest_settings names it in sync mode
+    if _syncing(settings):
+        plan = documents | "PlanSync" >> PlanSync(
+            target,
+            manifest_target(target),
+            scope=scope,
+            salt=sync_salt(
+                model_fingerprint=model.fingerprint,
+                chunking=settings.chunking,
+                write=settings.write,
+            ),
+            ranges=manifest_ranges or [(0, BUCKETS)],
+            config=settings.write,
+            allow_empty_scope=settings.allow_empty_scope,
+        )
+        documents = plan.documents
+    chunked = documents | "ChunkDocuments" >> ChunkDocuments(settings.model, settings.chunking)
     written = (
         chunked.chunks
         # Batches stay batches from the model to the sink: one element per
@@ -103,13 +145,23 @@ def build_pipeline(
         | "EmbedChunks" >> EmbedChunks(settings.model, output=EmbedOutput.BATCHES)
         | "WriteToMilvus"
         >> WriteToMilvus(
-            target or settings.target,
+            target,
             dim=model.dim,
             fingerprint=model.fingerprint,
             config=settings.write,
             flush=False,  # finish_collection flushes once, then checks the count
+            with_document_ids=_syncing(settings),
         )
     )
+    if _syncing(settings):
+        expected = chunked.chunks | "ExpectedIds" >> beam.Map(lambda c: (c.document_id, c.id))
+        _ = {
+            "hashes": plan.hashes,
+            "expected": expected,
+            "written": written[metrics.WRITTEN],
+        } | "CompleteSync" >> CompleteSync(
+            target, manifest_target(target), scope=scope, config=settings.write
+        )
     _ = (
         (read.dead_letters, chunked.dead_letters, written.dead_letters)
         | "CollectDeadLetters" >> beam.Flatten()
@@ -338,7 +390,20 @@ def _run(
             # Incomplete from before the first row is written until the run completes.
             mark_run(target, record, settings.write)
             run_state.target, run_state.state = target, state
-        build_pipeline(pipeline, settings, model, target, progress_address=live.address)
+        ranges = None
+        if _syncing(settings) and not template:
+            assert settings.scope is not None
+            manifest = manifest_target(target)
+            ensure_manifest(manifest)
+            ranges = manifest_ranges(count_scope(manifest, settings.scope))
+        build_pipeline(
+            pipeline,
+            settings,
+            model,
+            target,
+            progress_address=live.address,
+            manifest_ranges=ranges,
+        )
         result = pipeline.run()
         if template:
             # The runner wrote a job template (Dataflow's --template_location):
@@ -368,9 +433,12 @@ def _run(
                 target,
                 state,
                 rows_upserted=found.get(metrics.ROWS_UPSERTED, 0),
+                rows_deleted=found.get(metrics.CHUNKS_DELETED, 0),
                 config=settings.write,
             )
         )
+        if _syncing(settings):
+            report["sync"] = _sync_report(settings, found)
         report["dead_letters_by_stage"] = {
             name.removeprefix("dead_letters_"): n
             for name, n in sorted(found.items())
@@ -405,6 +473,22 @@ def _run(
     report["run_id"] = settings.run_id  # <dead_letter_path>/<collection>/<run id>/
     report["dead_letter_path"] = settings.dead_letter_path
     return result, report, failure
+
+
+def _sync_report(settings: IngestSettings, found: dict[str, int]) -> dict[str, Any]:
+    """What a sync did: documents by fate, rows upserted and deleted."""
+    return {
+        "scope": settings.scope,
+        "documents_added": found.get(metrics.DOCUMENTS_ADDED, 0),
+        "documents_updated": found.get(metrics.DOCUMENTS_UPDATED, 0),
+        "documents_unchanged": found.get(metrics.DOCUMENTS_UNCHANGED, 0),
+        "documents_deleted": found.get(metrics.DOCUMENTS_DELETED, 0),
+        "documents_incomplete": found.get(metrics.DOCUMENTS_INCOMPLETE, 0),
+        "chunks_upserted": found.get(metrics.ROWS_UPSERTED, 0),
+        "chunks_deleted": found.get(metrics.CHUNKS_DELETED, 0),
+        "deletes_refused": found.get(metrics.SYNC_DELETES_REFUSED, 0),
+        "manifest_entries_read": found.get(metrics.MANIFEST_ENTRIES_READ, 0),
+    }
 
 
 def main() -> None:

@@ -66,8 +66,10 @@ from transforms.config import (
     SourceConfig,
     SourceFormat,
     WriteConfig,
+    WriteMode,
     as_patterns,
 )
+from transforms.milvus.sync import SCOPE_MAX_LENGTH, default_scope
 
 __all__ = [
     "LOG_LEVELS",
@@ -168,6 +170,29 @@ class IngestOptions(PipelineOptions):
             "fraction of the records read (0.05, 5%%) (default: write.max_dead_letters of "
             "the config, else no limit)",
         )
+        modes = [m.value for m in WriteMode]
+        parser.add_argument(
+            "--write_mode",
+            metavar="MODE",
+            type=str.lower,
+            choices=modes,
+            help=f"what to do with the collection: {', '.join(modes[:-1])} or {modes[-1]}, "
+            "which writes only the documents that changed and deletes those gone from the "
+            "scope (default: write.mode of the config, else create_if_missing)",
+        )
+        parser.add_argument(
+            "--scope",
+            metavar="NAME",
+            help="with --write_mode sync: the documents this run answers for, and may delete "
+            "(default: write.scope of the config, else named after the inputs)",
+        )
+        parser.add_argument(
+            "--allow_empty_scope",
+            action="store_true",
+            default=None,
+            help="with --write_mode sync: delete the scope's documents even if the run reads "
+            "none (default: write.allow_empty_scope of the config, else off)",
+        )
         # Beam's TestOptions has a --dry_run of its own, for its test runners,
         # that takes a value: this one replaces it (both set dry_run, which
         # Beam reads only to skip a check of GCS buckets). argparse's own
@@ -224,6 +249,11 @@ class IngestSettings:
       run_id: This run's id (see :func:`new_run_id`).
       max_dead_letters: Past this, the run fails (``--max_dead_letters``,
         ``write.max_dead_letters`` of the config); None for no limit.
+      scope: In ``sync`` mode, the documents the run answers for
+        (``--scope``, ``write.scope``, else named after the inputs by
+        :func:`~transforms.milvus.sync.default_scope`); None otherwise.
+      allow_empty_scope: In ``sync`` mode, delete the scope's documents even
+        if the run reads none.
     """
 
     source: SourceConfig
@@ -234,6 +264,8 @@ class IngestSettings:
     dead_letter_path: str
     run_id: str
     max_dead_letters: DeadLetterLimit | None = None
+    scope: str | None = None
+    allow_empty_scope: bool = False
 
 
 def config_path(argv: Sequence[str] | None) -> str | None:
@@ -343,6 +375,14 @@ def ingest_settings(options: PipelineOptions, *, run_id: str | None = None) -> I
         limit = DeadLetterLimit.parse(configured_limit, "write.max_dead_letters")
     else:
         limit = None
+    # write.scope and write.allow_empty_scope are the sync's (pipelines.ingest), not the sink's.
+    scope = flags.scope if flags.scope is not None else write.pop("scope", None)
+    write.pop("scope", None)
+    allow_empty_scope = write.pop("allow_empty_scope", False)
+    if flags.allow_empty_scope is not None:
+        allow_empty_scope = flags.allow_empty_scope
+    if flags.write_mode is not None:
+        write["mode"] = flags.write_mode
     if "index" in write:
         write["index"] = _build(IndexConfig, "write.index", write["index"])
     # Built in the order of the file, so that the first wrong value is the one named.
@@ -354,16 +394,45 @@ def ingest_settings(options: PipelineOptions, *, run_id: str | None = None) -> I
     dead_letters = _anchored(
         flags.dead_letter_path or str(config.get("dead_letter_path") or DEFAULT_DEAD_LETTER_PATH)
     )
+    write_config = _build(WriteConfig, "write", write)
+    if write_config.mode is WriteMode.SYNC:
+        scope = _scope(scope, source_config)
+    elif scope is not None and flags.scope is not None:
+        raise ConfigError(
+            f"--scope={flags.scope!r} is for sync runs: add --write_mode sync (or set "
+            "write.mode: sync), or leave --scope out."
+        )
+    else:
+        scope = None
     return IngestSettings(
         source=source_config,
         model=model,
         chunking=chunking,
         target=target,
-        write=_build(WriteConfig, "write", write),
+        write=write_config,
         dead_letter_path=run_output(dead_letters, target.collection, run_id, DEAD_LETTER_FILES),
         run_id=run_id,
         max_dead_letters=limit,
+        scope=scope,
+        allow_empty_scope=bool(allow_empty_scope),
     )
+
+
+def _scope(scope: object, source: SourceConfig) -> str:
+    """A sync run's scope: as given, else named after its inputs.
+
+    Raises:
+      ConfigError: the scope given is empty, or too long to store.
+    """
+    if scope is None:
+        return default_scope(source.patterns)
+    named = str(scope).strip()
+    if not named or len(named.encode("utf-8")) > SCOPE_MAX_LENGTH:
+        raise ConfigError(
+            f"scope {scope!r}: name it with 1 to {SCOPE_MAX_LENGTH} bytes (--scope NAME, "
+            "write.scope), or leave it out to name it after the inputs."
+        )
+    return named
 
 
 def search_settings(options: PipelineOptions, *, run_id: str | None = None) -> SearchSettings:

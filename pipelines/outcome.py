@@ -7,7 +7,12 @@ was rejected, or too many were. :func:`check_outcome` says so with one line
 
 * a run that read records and wrote none fails;
 * a run whose dead letters are over ``--max_dead_letters`` (a count, or a
-  fraction of the records read) fails.
+  fraction of the records read) fails;
+* a sync that read no document, and so held back deleting its scope's
+  documents (no ``--allow_empty_scope``), fails.
+
+In a sync, documents skipped as unchanged count as done: a sync of an
+unchanged corpus writes nothing and succeeds.
 
 The limit is a :class:`DeadLetterLimit`; ``--max_dead_letters`` or the
 config's top-level ``max_dead_letters`` key set it.
@@ -25,6 +30,7 @@ import fsspec
 from transforms.config import ConfigError
 
 __all__ = [
+    "EMPTY_SCOPE",
     "NOTHING_WRITTEN",
     "OK",
     "RUN_FAILED_STATUS",
@@ -40,13 +46,15 @@ RUN_FAILED_STATUS = 3
 OK = "ok"
 NOTHING_WRITTEN = "nothing_written"
 TOO_MANY_DEAD_LETTERS = "too_many_dead_letters"
+EMPTY_SCOPE = "empty_scope"
 
 
 class RunFailedError(RuntimeError):
     """The run ended, but did not do what was asked; the message says why.
 
     Attributes:
-      outcome: :data:`NOTHING_WRITTEN` or :data:`TOO_MANY_DEAD_LETTERS`.
+      outcome: :data:`NOTHING_WRITTEN`, :data:`TOO_MANY_DEAD_LETTERS` or
+        :data:`EMPTY_SCOPE`.
     """
 
     def __init__(self, message: str, outcome: str) -> None:
@@ -151,8 +159,19 @@ def check_outcome(
     read = int(str(report.get("documents_read", 0))) + int(by_stage.get("read", 0))
     written = int(str(report.get("written", 0)))
     dead = int(str(report.get("dead_lettered", 0)))
+    sync = report.get("sync")
+    sync = sync if isinstance(sync, Mapping) else {}
+    unchanged = int(sync.get("documents_unchanged", 0))
     where = f"dead letters in {dead_letter_path}-*.jsonl"
-    if written == 0 and (read or dead):
+    refused = int(sync.get("deletes_refused", 0))
+    if refused:
+        return RunFailedError(
+            f"read no document, so the {refused} document{'s' if refused != 1 else ''} of scope "
+            f"{sync.get('scope')!r} were not deleted: check the inputs, or pass "
+            "--allow_empty_scope (write.allow_empty_scope: true) to empty the scope",
+            EMPTY_SCOPE,
+        )
+    if written == 0 and (read - unchanged or dead):
         return RunFailedError(
             f"read {read} record{'s' if read != 1 else ''} and wrote none: {dead} dead-lettered"
             f"{_first_dead_letter(dead_letter_path)}; {where}",

@@ -44,6 +44,9 @@ INGEST_FLAGS = [
     "--report_path",
     "--progress_interval_s",
     "--max_dead_letters",
+    "--write_mode",
+    "--scope",
+    "--allow_empty_scope",
     "--dry_run",
 ]
 SEARCH_FLAGS = [

@@ -126,6 +126,9 @@ class WriteMode(str, enum.Enum):
     """Drop it if present, then create it anew."""
     FAIL_IF_EXISTS = "fail_if_exists"
     """Create it; stop if it is already there."""
+    SYNC = "sync"
+    """Create it when missing; write only the documents that changed, delete the
+    ones gone from the run's scope (see ``transforms.milvus.sync``)."""
 
 
 class TextOverflow(str, enum.Enum):

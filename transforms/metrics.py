@@ -18,17 +18,25 @@ __all__ = [
     "BATCHES_WRITTEN",
     "BYTES_WRITTEN",
     "CHUNKS",
+    "CHUNKS_DELETED",
     "DEAD_LETTERED",
+    "DOCUMENTS_ADDED",
+    "DOCUMENTS_DELETED",
+    "DOCUMENTS_INCOMPLETE",
     "DOCUMENTS_READ",
+    "DOCUMENTS_UNCHANGED",
+    "DOCUMENTS_UPDATED",
     "DUPLICATE_IDS",
     "INPUT_BYTES",
     "INPUT_BYTES_READ",
     "INPUT_FILES_UNSIZED",
+    "MANIFEST_ENTRIES_READ",
     "MODEL_LOADS",
     "NAMESPACE",
     "PROGRESS_COUNTERS",
     "ROWS_UPSERTED",
     "SPLIT_RANGES",
+    "SYNC_DELETES_REFUSED",
     "WRITE_LATENCY_MS",
     "WRITE_RETRIES",
     "WRITTEN",
@@ -59,6 +67,22 @@ INPUT_FILES_UNSIZED = "input_files_unsized"
 """Files to read whose listing gave no size: while there are any, the input's size is unknown."""
 INPUT_BYTES_READ = "input_bytes_read"
 """Bytes of the files (or byte ranges) read to the end."""
+# Sync runs (write.mode: sync, transforms.milvus.sync).
+DOCUMENTS_ADDED = "documents_added"
+"""Documents with no manifest entry in the scope: written."""
+DOCUMENTS_UPDATED = "documents_updated"
+"""Documents whose content hash differs from their entry's (or whose entry is pending): written."""
+DOCUMENTS_UNCHANGED = "documents_unchanged"
+"""Documents whose content hash equals their entry's: skipped before chunking."""
+DOCUMENTS_DELETED = "documents_deleted"
+"""Documents of the scope's manifest that the run did not read: their rows deleted."""
+DOCUMENTS_INCOMPLETE = "documents_incomplete"
+"""Written documents with a chunk not written (dead-lettered): left pending for the next sync."""
+CHUNKS_DELETED = "chunks_deleted"
+"""Rows deleted: of documents gone, and of written documents beyond what they have now."""
+MANIFEST_ENTRIES_READ = "manifest_entries_read"
+SYNC_DELETES_REFUSED = "sync_deletes_refused"
+"""Deletions held back: the run read no document and the scope was not allowed to empty."""
 
 PROGRESS_COUNTERS = frozenset(
     {

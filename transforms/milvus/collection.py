@@ -50,7 +50,9 @@ __all__ = [
     "drop_if_empty",
     "ensure_collection",
     "finish_collection",
+    "is_milvus_lite",
     "last_run",
+    "manifest_target",
     "mark_run",
     "plan_collection",
     "prepare_collection",
@@ -69,6 +71,8 @@ _COMPARED_FINGERPRINT_KEYS = ("dim", "normalize", "vectors_sha256", "tokenizer_s
 _MIN_ROWS_TO_INDEX = 1024
 # Index types whose segments a server searches exactly, with no index to build.
 _UNBUILT_INDEXES = frozenset({"FLAT", "BIN_FLAT"})
+MANIFEST_SUFFIX = "__sync"
+"""The name of a collection's sync manifest is the collection's and this (see ``sync``)."""
 _NEW_COLLECTION_HINT = "write to a new collection (--collection NAME) or set write.mode: overwrite"
 
 
@@ -178,6 +182,20 @@ class RunRecord:
             return None
 
 
+def manifest_target(target: MilvusTarget) -> MilvusTarget:
+    """The companion collection that holds ``target``'s sync manifest
+    (:mod:`transforms.milvus.sync`): same server, credentials and database."""
+    return dataclasses.replace(target, collection=target.collection + MANIFEST_SUFFIX)
+
+
+def _drop_manifest(client: Any, target: MilvusTarget) -> None:
+    """Drops the collection's sync manifest, if it has one: it describes rows now gone."""
+    manifest = manifest_target(target).collection
+    if client.has_collection(manifest):
+        client.drop_collection(manifest)
+        _LOGGER.info("Dropped the sync manifest %r of %s", manifest, target.describe())
+
+
 def _schema(client: Any, dim: int, config: WriteConfig) -> Any:
     from pymilvus import DataType
 
@@ -198,7 +216,7 @@ def _create(
     fingerprint: Mapping[str, Any] | None,
     config: WriteConfig,
 ) -> None:
-    lite = _is_lite(client, target)
+    lite = is_milvus_lite(client, target)
     build = dict(config.index.params)
     index_params = client.prepare_index_params()
     index_params.add_index(
@@ -232,7 +250,7 @@ def _create(
     _LOGGER.info("Created %s (dim %d, %s)", target.describe(), dim, config.index.metric_type)
 
 
-def _is_lite(client: Any, target: MilvusTarget) -> bool:
+def is_milvus_lite(client: Any, target: MilvusTarget) -> bool:
     """Whether the store is Milvus Lite: an embedded ``*.db`` file, or one served to workers.
 
     A served store has a server URI, so the server is asked (one ``GetVersion``
@@ -293,6 +311,7 @@ def prepare_collection(
         if exists and config.mode is WriteMode.OVERWRITE:
             _LOGGER.warning("Dropping %s (write.mode: overwrite)", target.describe())
             client.drop_collection(target.collection)
+            _drop_manifest(client, target)
             exists = False
         if not exists:
             _create(client, target, dim, fingerprint, config)
@@ -379,6 +398,13 @@ def plan_collection(
             check_collection(client, target, dim=dim, fingerprint=fingerprint, config=config)
         except CollectionMismatchError as e:
             return CollectionPlan("refused", str(e), run)
+        if config.mode is WriteMode.SYNC:
+            return CollectionPlan(
+                "sync",
+                f"{target.describe()} holds {rows}; documents that changed are rewritten, "
+                "those gone from the scope deleted",
+                run,
+            )
         return CollectionPlan(
             "append",
             f"{target.describe()} holds {rows}; rows of the same chunks are replaced (upsert)",
@@ -469,9 +495,13 @@ def check_collection(
                 "models in one collection cannot be compared"
             )
     if problems:
+        hint = _NEW_COLLECTION_HINT
+        if config.mode is WriteMode.SYNC:
+            # A sync keeps a collection true to its corpus; new vectors for all of it is a rebuild.
+            hint = "rebuild it (write.mode: overwrite, or a new collection): a sync cannot"
         raise CollectionMismatchError(
             f"{target.describe()} does not fit this run: it {'; '.join(problems)}. To proceed, use "
-            f"the settings that filled it, or {_NEW_COLLECTION_HINT}."
+            f"the settings that filled it, or {hint}."
         )
 
 
@@ -572,6 +602,7 @@ def drop_if_empty(target: MilvusTarget, state: CollectionState) -> bool:
         if _count(client, target.collection):
             return False
         client.drop_collection(target.collection)
+        _drop_manifest(client, target)
     finally:
         client.close()
     _LOGGER.info("Dropped %s, which this run made and wrote nothing into", target.describe())
@@ -583,6 +614,7 @@ def finish_collection(
     state: CollectionState,
     *,
     rows_upserted: int,
+    rows_deleted: int = 0,
     config: WriteConfig = WriteConfig(),
     index_timeout_s: float = 600.0,
 ) -> dict[str, Any]:
@@ -593,6 +625,7 @@ def finish_collection(
       state: What :func:`prepare_collection` found before the run.
       rows_upserted: Distinct rows the run upserted (the sink's
         ``rows_upserted`` counter).
+      rows_deleted: Rows the run deleted (a sync's ``chunks_deleted``).
       config: Whether to wait for the index, and the retry policy
         (``write.max_attempts``, ``write.*_backoff_s``,
         ``write.retry_deadline_s``) for connecting, flushing and counting,
@@ -631,15 +664,17 @@ def finish_collection(
         report["rows_after"] = rows_after
     finally:
         client.close()
-    if state.created and rows_after != rows_upserted:
+    if state.created and not rows_deleted and rows_after != rows_upserted:
         raise RowCountMismatchError(
             f"{target.describe()} holds {rows_after} rows after the run, but {rows_upserted} were "
             "upserted into it."
         )
-    if not state.rows_before <= rows_after <= state.rows_before + rows_upserted:
+    if not state.rows_before - rows_deleted <= rows_after <= state.rows_before + rows_upserted:
+        deleted = f" and {rows_deleted} deleted" if rows_deleted else ""
         raise RowCountMismatchError(
             f"{target.describe()} went from {state.rows_before} to {rows_after} rows, while "
-            f"{rows_upserted} rows were upserted: rows were lost or written by someone else."
+            f"{rows_upserted} rows were upserted{deleted}: rows were lost or written by someone "
+            "else."
         )
     return report
 
@@ -685,7 +720,7 @@ def _wait_for_index(
     client: Any, target: MilvusTarget, timeout_s: float, poll_s: float = 1.0
 ) -> IndexProgress:
     """Polls until the index is ready or ``timeout_s`` passed; the last progress seen."""
-    lite = _is_lite(client, target)
+    lite = is_milvus_lite(client, target)
     deadline = time.monotonic() + timeout_s
     while True:
         progress = _index_progress(client, target, lite=lite)

@@ -111,10 +111,13 @@ class _WriteToMilvusFn(beam.DoFn):
     ``teardown``) and never creates, drops or releases the collection.
     """
 
-    def __init__(self, target: MilvusTarget, config: WriteConfig, dim: int) -> None:
+    def __init__(
+        self, target: MilvusTarget, config: WriteConfig, dim: int, with_document_ids: bool = False
+    ) -> None:
         self._target = target
         self._config = config
         self._dim = dim
+        self._with_document_ids = with_document_ids
         self._retries = RetryPolicy.from_config(config)
         self._checked_strings = False
         self._client: Any = None
@@ -255,9 +258,10 @@ class _WriteToMilvusFn(beam.DoFn):
                 self._written.inc(len(p.elements))
             else:
                 self._dead_letter_count("refused_by_server", len(p.elements))
+            written = (str(p.row["document_id"]), row_id) if self._with_document_ids else row_id
             for timestamp, windows in p.elements:
                 if reason is None:
-                    yield WindowedValue(row_id, timestamp, windows)
+                    yield WindowedValue(written, timestamp, windows)
                 else:
                     letter = DeadLetter.of("write", row_id, reason, p.row["text"])
                     yield pvalue.TaggedOutput(
@@ -401,6 +405,8 @@ class WriteToMilvus(beam.PTransform):
         write (seals the segments, so that a count right after the run is
         exact). ``False`` leaves it to the launcher, as ``pipelines.ingest``
         does with :func:`~transforms.milvus.collection.finish_collection`.
+      with_document_ids: Emit ``(document id, row id)`` on ``written``
+        instead of the row id alone (what a sync groups by document).
 
     Returns:
       The outputs ``written`` (ids of the rows written, after the write) and
@@ -418,6 +424,7 @@ class WriteToMilvus(beam.PTransform):
         fingerprint: Mapping[str, Any] | None,
         config: WriteConfig = WriteConfig(),
         flush: bool = True,
+        with_document_ids: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
@@ -431,10 +438,11 @@ class WriteToMilvus(beam.PTransform):
         )
         self._config: WriteConfig = config
         self._flush: bool = flush
+        self._with_document_ids: bool = with_document_ids
 
     def expand(self, chunks: beam.PCollection[Chunk | ChunkBatch]) -> pvalue.DoOutputsTuple:
         results = chunks | "Upsert" >> beam.ParDo(
-            _WriteToMilvusFn(self._target, self._config, self._dim)
+            _WriteToMilvusFn(self._target, self._config, self._dim, self._with_document_ids)
         ).with_outputs(DEAD_LETTERS, main=WRITTEN)
         if self._flush:
             _ = (
