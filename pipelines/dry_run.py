@@ -10,13 +10,19 @@ Prints, on stdout:
   byte of the sample are scaled to the bytes of every file. When the sample
   is every byte, the counts are exact and said so; records the sample would
   dead-letter are counted too;
-* what would happen to the collection: ``create``, ``append``, ``overwrite``
-  or ``refused``, and why (see
-  :func:`~transforms.milvus.collection.plan_collection`).
+* what would happen to the collection: ``create``, ``append``, ``overwrite``,
+  ``sync`` or ``refused``, and why (see
+  :func:`~transforms.milvus.collection.plan_collection`);
+* for a sync (``write.mode: sync``), exactly what it would do: documents
+  added, updated, unchanged and deleted, rows upserted and (about) deleted.
+  That takes reading every document and the scope's manifest, so it runs as
+  a pipeline on the run's runner (:func:`plan_sync`): the read and the
+  comparison of a sync, and the chunking of what changed, without embedding
+  or writing.
 
 No collection, Lite store, dead-letter file or report is made; no worker
-starts. A plan whose collection is refused ends as the run would: one line
-on stderr, status 1.
+starts, but for a sync's plan. A plan whose collection is refused ends as the
+run would: one line on stderr, status 1.
 
 Cost: listing the inputs, reading and tokenizing up to
 :data:`SAMPLE_BYTES` (a few seconds with the demo model), and a few calls to
@@ -27,21 +33,40 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import engines
 from pipelines.options import IngestSettings
+from transforms import metrics
+from transforms.config import WriteMode
+from transforms.io import ReadDocuments
 from transforms.io.formats import ReadTask, format_of, is_splittable, read_task
 from transforms.io.sources import match_files_with_sizes
 from transforms.milvus.collection import (
     CollectionMismatchError,
     CollectionPlan,
+    manifest_target,
     plan_collection,
 )
+from transforms.milvus.sync import PlanSync, count_scope, manifest_ranges, sync_salt
+from transforms.text import ChunkDocuments
 from transforms.text.chunking import chunk_document
 from transforms.text.tokenizer import ChunkingTokenizer
 from transforms.types import DeadLetter
 
-__all__ = ["LISTED_FILES", "SAMPLE_BYTES", "IngestPlan", "format_plan", "plan_ingest"]
+__all__ = [
+    "LISTED_FILES",
+    "SAMPLE_BYTES",
+    "IngestPlan",
+    "format_plan",
+    "plan_ingest",
+    "plan_sync",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +89,7 @@ class IngestPlan:
       sample: Documents, chunks and dead letters in the sample.
       exact: The sample is every byte of every file: the counts are exact.
       collection: What would happen to the collection.
+      sync: For a sync, its counts (:func:`plan_sync`); None otherwise.
     """
 
     files: tuple[tuple[str, int | None], ...]
@@ -72,6 +98,7 @@ class IngestPlan:
     sample: dict[str, int]
     exact: bool
     collection: CollectionPlan
+    sync: Mapping[str, int] | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -151,6 +178,92 @@ def plan_ingest(settings: IngestSettings, *, dim: int, fingerprint: dict | None)
     )
 
 
+_SYNC_COUNTS = (
+    metrics.DOCUMENTS_ADDED,
+    metrics.DOCUMENTS_UPDATED,
+    metrics.DOCUMENTS_UNCHANGED,
+    metrics.DOCUMENTS_DELETED,
+    "chunks_upserted",
+    metrics.CHUNKS_DELETED,
+)
+
+
+class _CountDeletedFn(beam.DoFn):
+    """Rows a sync would delete of one document: all it has if gone, else those past its new end."""
+
+    def __init__(self) -> None:
+        self._documents_deleted = metrics.counter(metrics.DOCUMENTS_DELETED)
+        self._chunks_deleted = metrics.counter(metrics.CHUNKS_DELETED)
+
+    def process(self, grouped: tuple[str, Mapping[str, Iterable[int]]]) -> None:
+        _, sides = grouped
+        gone = list(sides["gone"])
+        if gone:
+            self._documents_deleted.inc()
+            self._chunks_deleted.inc(sum(gone))
+        else:
+            self._chunks_deleted.inc(max(0, sum(sides["stored"]) - sum(sides["new"])))
+
+
+def plan_sync(
+    settings: IngestSettings, options: PipelineOptions, fingerprint: Mapping[str, Any] | None
+) -> dict[str, int]:
+    """What a sync would do, counted by a pipeline that writes nothing.
+
+    Reads every document and the scope's manifest entries as the sync would,
+    compares them, and chunks the documents that changed to count their rows;
+    the rows deleted are counted from the entries' row counts (an entry left
+    pending by a crash counts none: the sync may delete more).
+
+    Returns:
+      ``documents_added``, ``documents_updated``, ``documents_unchanged``,
+      ``documents_deleted``, ``chunks_upserted`` and ``chunks_deleted``.
+    """
+    target = settings.target
+    manifest = manifest_target(target)
+    store_exists = target.is_remote or os.path.exists(target.uri)
+    entries = count_scope(manifest, settings.scope or "") if store_exists else 0
+    pipeline = beam.Pipeline(runner=engines.make_runner(options), options=options)
+    documents = pipeline | "ReadDocuments" >> ReadDocuments(settings.source)
+    plan = documents.documents | "PlanSync" >> PlanSync(
+        target,
+        manifest,
+        scope=settings.scope or "",
+        salt=sync_salt(
+            model_fingerprint=fingerprint, chunking=settings.chunking, write=settings.write
+        ),
+        ranges=manifest_ranges(entries) if entries else [],
+        dry_run=True,
+    )
+    changed = plan["changed"]
+    chunks = (
+        changed
+        | "Documents" >> beam.Map(lambda planned: planned[0])
+        | "ChunkDocuments" >> ChunkDocuments(settings.model, settings.chunking)
+    ).chunks
+    _ = (
+        {
+            "new": chunks | "RowsPerDocument" >> beam.Map(lambda c: (c.document_id, 1)),
+            "stored": changed | "RowsStored" >> beam.Map(lambda p: (p[0].id, p[2])),
+            "gone": plan["gone"],
+        }
+        | "ByDocumentId" >> beam.CoGroupByKey()
+        | "CountDeleted" >> beam.ParDo(_CountDeletedFn())
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    found = {name: 0 for name in _SYNC_COUNTS}
+    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(metrics.NAMESPACE))
+    for counter in query["counters"]:
+        name = counter.key.metric.name
+        value = counter.committed if counter.committed is not None else counter.attempted
+        if name == metrics.CHUNKS:
+            name = "chunks_upserted"
+        if name in found:
+            found[name] += int(value or 0)
+    return found
+
+
 def _size(n: int | None) -> str:
     if n is None:
         return "size unknown"
@@ -185,6 +298,14 @@ def format_plan(plan: IngestPlan, settings: IngestSettings) -> str:
         f"dead letters: {'' if plan.exact else '~'}{plan.estimate('dead_letters')} ({how})"
     )
     lines.append(f"collection: {plan.collection.action}: {plan.collection.detail}")
+    if plan.sync is not None:
+        counts = plan.sync
+        lines.append(
+            f"sync of scope {settings.scope!r}: documents {counts['documents_added']} added, "
+            f"{counts['documents_updated']} updated, {counts['documents_unchanged']} unchanged, "
+            f"{counts['documents_deleted']} deleted; rows {counts['chunks_upserted']} upserted, "
+            f"about {counts['chunks_deleted']} deleted"
+        )
     run = plan.collection.last_run
     if run is not None:
         state = "completed" if run.completed else "INCOMPLETE (interrupted or failed)"
@@ -192,14 +313,23 @@ def format_plan(plan: IngestPlan, settings: IngestSettings) -> str:
     return "\n".join(lines)
 
 
-def dry_run(settings: IngestSettings, *, dim: int, fingerprint: dict | None) -> IngestPlan:
-    """Prints the plan on stdout.
+def dry_run(
+    settings: IngestSettings,
+    *,
+    dim: int,
+    fingerprint: dict | None,
+    options: PipelineOptions | None = None,
+) -> IngestPlan:
+    """Prints the plan on stdout; a sync's counts too, from a pipeline run with ``options``.
 
     Raises:
       CollectionMismatchError: the collection would be refused (after the
         plan is printed), as the run would be.
     """
     plan = plan_ingest(settings, dim=dim, fingerprint=fingerprint)
+    if settings.write.mode is WriteMode.SYNC and plan.collection.action != "refused":
+        counts = plan_sync(settings, options or PipelineOptions([]), fingerprint)
+        plan = dataclasses.replace(plan, sync=counts)
     print(format_plan(plan, settings), flush=True)
     if plan.collection.action == "refused":
         raise CollectionMismatchError(

@@ -350,7 +350,12 @@ def run(
         if flags.dry_run:
             from pipelines.dry_run import dry_run  # reads and tokenizes: only when asked
 
-            dry_run(settings, dim=model.dim, fingerprint=dict(model.fingerprint))
+            # A sync's plan runs a pipeline: with Beam's options, without the flag
+            # that Beam's TestOptions reads as its own --dry_run (which takes a value).
+            planning = PipelineOptions([f for f in beam_argv(argv) if f != "--dry_run"])
+            dry_run(
+                settings, dim=model.dim, fingerprint=dict(model.fingerprint), options=planning
+            )
             return None
         result, report, failure = _run(settings, options, model, run_state, started, test_pipeline)
     if report is not None:

@@ -169,3 +169,64 @@ def test_a_large_input_is_estimated_from_a_sample(
     assert f"estimated from 1 of 1 files ({size // 5 / 1024:.1f} KB of " in text
     assert "documents: ~" in text
     assert not (tmp_path / "m.db").exists()
+
+
+def _rows_and_entries(store: pathlib.Path, collection: str) -> tuple[int, int]:
+    """Rows of the collection and entries of its manifest; the store closed after."""
+    from transforms.config import MilvusTarget
+    from transforms.milvus.client import close_embedded
+    from transforms.milvus.collection import count_rows, manifest_target
+
+    target = MilvusTarget.lite(str(store), collection)
+    try:
+        return count_rows(target), count_rows(manifest_target(target))
+    finally:
+        close_embedded(target)
+
+
+def test_a_sync_dry_run_counts_what_the_sync_would_do_and_writes_nothing(
+    tmp_path: pathlib.Path, demo_model: str, inputs: list[str]
+) -> None:
+    """The plan of a sync is exact: documents added, updated, unchanged and deleted, rows
+    upserted and deleted, as the sync that follows reports them; the dry run changes nothing."""
+    store = tmp_path / "milvus.db"
+    flags = [*inputs, "--model", demo_model, "--milvus_uri", str(store), "--collection", "notes",
+             "--write_mode", "sync"]  # fmt: skip
+
+    fresh = ingest(*flags, "--dry_run", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert not store.exists()  # a dry run makes no store
+    assert sync_line(fresh, tmp_path) == (
+        "documents 4 added, 0 updated, 0 unchanged, 0 deleted; rows 4 upserted, about 0 deleted"
+    )
+    first = ingest(*flags, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+
+    (tmp_path / "notes" / "a.md").write_text("# Vectors\n\n" + "word " * 900, encoding="utf-8")
+    (tmp_path / "notes" / "b.md").unlink()
+    write_jsonl(tmp_path / "data.jsonl", [*RECORDS, {"title": "four", "body": "new text " * 5}])
+    before = _rows_and_entries(store, "notes")
+
+    planned = ingest(*flags, "--dry_run", cwd=tmp_path)
+
+    assert planned.returncode == 0, planned.stderr
+    assert _rows_and_entries(store, "notes") == before  # nothing written or deleted
+    said = sync_line(planned, tmp_path)
+    synced = ingest(*flags, cwd=tmp_path)
+    assert synced.returncode == 0, synced.stderr
+    sync = json.loads(synced.stdout.strip().splitlines()[-1])["sync"]
+    assert (sync["documents_added"], sync["documents_updated"]) == (1, 1)
+    assert (sync["documents_unchanged"], sync["documents_deleted"]) == (2, 1)
+    assert said == (
+        f"documents 1 added, 1 updated, 2 unchanged, 1 deleted; rows {sync['chunks_upserted']} "
+        f"upserted, about {sync['chunks_deleted']} deleted"
+    )
+
+
+def sync_line(done: subprocess.CompletedProcess[str], folder: pathlib.Path) -> str:
+    """What the plan says of the sync of the ``inputs`` fixture's scope, run in ``folder``."""
+    scope = "inputs:" + ",".join(sorted([str(folder / "data.jsonl"), str(folder / "notes/*.md")]))
+    prefix = f"sync of scope {scope!r}: "
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("sync of scope")]
+    assert line.startswith(prefix), line
+    return line.removeprefix(prefix)

@@ -209,11 +209,15 @@ def ensure_manifest(manifest: MilvusTarget) -> bool:
 
 
 def count_scope(manifest: MilvusTarget, scope: str) -> int:
-    """Entries of ``scope`` in the manifest (one ``count(*)``); 0 without a manifest."""
+    """Entries of ``scope`` in the manifest (one ``count(*)``); 0 without a manifest.
+
+    Loads the manifest if it is not loaded (queries need it; nothing is written).
+    """
     client = connect(manifest)
     try:
         if not client.has_collection(manifest.collection):
             return 0
+        client.load_collection(manifest.collection)
         result = client.query(
             manifest.collection,
             filter=_scope_filter(scope),
@@ -265,14 +269,14 @@ class _MilvusFn(beam.DoFn):
 
 
 class _ReadManifestFn(_MilvusFn):
-    """Reads the scope's entries of one bucket range: ``(document id, hash)``."""
+    """Reads the scope's entries of one bucket range: ``(document id, (hash, rows))``."""
 
     def __init__(self, manifest: MilvusTarget, scope: str, config: WriteConfig) -> None:
         super().__init__(manifest, config)
         self._scope = scope
         self._read = metrics.counter(metrics.MANIFEST_ENTRIES_READ)
 
-    def process(self, bounds: tuple[int, int]) -> Iterator[tuple[str, str]]:
+    def process(self, bounds: tuple[int, int]) -> Iterator[tuple[str, tuple[str, int]]]:
         lo, hi = bounds
         expression = (
             f"{_scope_filter(self._scope)} and {FIELD_BUCKET} >= {lo} and {FIELD_BUCKET} < {hi}"
@@ -282,7 +286,7 @@ class _ReadManifestFn(_MilvusFn):
             lambda: self._client.query(
                 self._target.collection,
                 filter=expression,
-                output_fields=[FIELD_DOCUMENT_ID, FIELD_CONTENT_HASH],
+                output_fields=[FIELD_DOCUMENT_ID, FIELD_CONTENT_HASH, FIELD_CHUNK_COUNT],
                 limit=_QUERY_LIMIT,
                 consistency_level="Strong",
             ),
@@ -299,11 +303,12 @@ class _ReadManifestFn(_MilvusFn):
             return
         self._read.inc(len(entries))
         for entry in entries:
-            yield str(entry[FIELD_DOCUMENT_ID]), str(entry[FIELD_CONTENT_HASH])
+            stored = (str(entry[FIELD_CONTENT_HASH]), int(entry[FIELD_CHUNK_COUNT]))
+            yield str(entry[FIELD_DOCUMENT_ID]), stored
 
 
 class ReadManifest(beam.PTransform):
-    """The manifest entries of a scope, read in parallel: ``(document id, hash)``.
+    """The manifest entries of a scope, read in parallel: ``(document id, (hash, rows))``.
 
     Args:
       manifest: The manifest collection.
@@ -325,7 +330,7 @@ class ReadManifest(beam.PTransform):
         self._ranges = list(ranges)
         self._config = config
 
-    def expand(self, pbegin: pvalue.PBegin) -> beam.PCollection[tuple[str, str]]:
+    def expand(self, pbegin: pvalue.PBegin) -> beam.PCollection[tuple[str, tuple[str, int]]]:
         return (
             pbegin
             | "BucketRanges" >> beam.Create(self._ranges)
@@ -341,7 +346,11 @@ _HASHES = "hashes"
 
 
 class _PlanFn(beam.DoFn):
-    """Sorts one document id: unchanged (dropped), added or updated (written), or gone."""
+    """Sorts one document id: unchanged (dropped), added or updated (written), or gone.
+
+    Emits ``(document, hash, rows stored)`` to write, and ``(document id, rows
+    stored)`` on ``gone``.
+    """
 
     def __init__(self) -> None:
         self._added = metrics.counter(metrics.DOCUMENTS_ADDED)
@@ -350,20 +359,20 @@ class _PlanFn(beam.DoFn):
 
     def process(
         self, grouped: tuple[str, Mapping[str, Iterable[Any]]]
-    ) -> Iterator[tuple[Document, str] | pvalue.TaggedOutput]:
+    ) -> Iterator[tuple[Document, str, int] | pvalue.TaggedOutput]:
         document_id, sides = grouped
         current = list(sides[_CURRENT])
         stored = list(sides[_STORED])
+        digest, rows = stored[0] if stored else (None, 0)
         if not current:
-            yield pvalue.TaggedOutput(_GONE, document_id)
+            yield pvalue.TaggedOutput(_GONE, (document_id, rows))
             return
-        digest = stored[0] if stored else None
         for document, new_digest in current:
             if digest == new_digest and len(current) == 1:
                 self._unchanged.inc()
                 continue
             (self._updated if stored else self._added).inc()
-            yield document, new_digest
+            yield document, new_digest, rows
 
 
 class _MarkPendingFn(_MilvusFn):
@@ -383,11 +392,11 @@ class _MarkPendingFn(_MilvusFn):
 
     def process(
         self,
-        element: tuple[Document, str],
+        element: tuple[Document, str, int],
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
     ) -> Iterator[Any]:
-        document, digest = element
+        document, digest, _ = element
         self._buffer.append((document, digest, timestamp, window))
         if len(self._buffer) >= _DOCUMENTS_PER_CALL:
             yield from self._mark()
@@ -441,7 +450,8 @@ class _DeleteGoneFn(_MilvusFn):
     def start_bundle(self) -> None:
         self._buffer = []
 
-    def process(self, document_id: str, documents_read: int) -> None:
+    def process(self, gone: tuple[str, int], documents_read: int) -> None:
+        document_id, _ = gone
         if documents_read == 0 and not self._allow_empty_scope:
             self._refused.inc()
             return
@@ -561,9 +571,11 @@ class PlanSync(beam.PTransform):
       config: The retry policy.
       allow_empty_scope: Delete the scope's documents even when no document
         was read.
-      dry_run: Only count (``documents_added``, ``documents_updated``,
-        ``documents_unchanged``, ``documents_deleted``): write and delete
-        nothing.
+      dry_run: Only plan: write and delete nothing, and return the plan,
+        whose main output is ``(document, hash, rows stored)`` of each
+        document to write and whose ``gone`` is ``(document id, rows
+        stored)`` of each to delete (``documents_added``,
+        ``documents_updated`` and ``documents_unchanged`` are counted).
     """
 
     def __init__(
@@ -591,18 +603,18 @@ class PlanSync(beam.PTransform):
     def expand(self, documents: beam.PCollection[Document]) -> pvalue.DoOutputsTuple:
         salt = self._salt
         current = documents | "Hash" >> beam.Map(lambda d: (d.id, (d, content_hash(d, salt))))
-        stored = documents.pipeline | "ReadManifest" >> ReadManifest(
-            self._manifest, self._scope, self._ranges, self._config
-        )
+        if self._ranges:
+            stored = documents.pipeline | "ReadManifest" >> ReadManifest(
+                self._manifest, self._scope, self._ranges, self._config
+            )
+        else:  # no manifest yet: not even a connection (a dry run makes no Lite store)
+            stored = documents.pipeline | "NoManifest" >> beam.Create([])
         plan = (
             {_CURRENT: current, _STORED: stored}
             | "ByDocumentId" >> beam.CoGroupByKey()
             | "Compare" >> beam.ParDo(_PlanFn()).with_outputs(_GONE, main="changed")
         )
         if self._dry_run:
-            _ = plan[_GONE] | "CountGone" >> beam.Map(
-                lambda _: metrics.counter(metrics.DOCUMENTS_DELETED).inc()
-            )
             return plan
         documents_read = beam.pvalue.AsSingleton(
             documents | "CountRead" >> beam.combiners.Count.Globally()
