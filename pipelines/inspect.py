@@ -56,8 +56,10 @@ from transforms.milvus.collection import (
     RUN_PROPERTY,
     RunRecord,
     last_run,
+    manifest_target,
 )
 from transforms.milvus.rows import FIELD_DOCUMENT_ID
+from transforms.milvus.sync import FIELD_CONTENT_HASH, FIELD_SCOPE
 
 __all__ = [
     "PAGE_ROWS",
@@ -180,6 +182,11 @@ class CollectionInfo:
       last_run: The last ingestion run recorded on it (the collection
         property ``milvus_ingest.last_run``), else None.
       properties: Its other collection properties, as stored.
+      sync_scopes: For a collection kept by sync runs, the entries of its
+        manifest (``<name>__sync``) per scope, as ``{scope: [entries,
+        pending]}``: pending entries are documents a sync was changing when
+        it stopped (the next sync finishes them). None without a manifest.
+      sync_note: Why ``sync_scopes`` is None though a manifest exists.
     """
 
     uri: str
@@ -199,6 +206,8 @@ class CollectionInfo:
     aliases: tuple[str, ...] | None
     last_run: RunRecord | None
     properties: Mapping[str, str]
+    sync_scopes: Mapping[str, tuple[int, int]] | None = None
+    sync_note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: what ``--json`` prints."""
@@ -327,6 +336,41 @@ def _count_documents(client: Any, collection: str) -> int:
     finally:
         iterator.close()
     return len(seen)
+
+
+def _sync_scopes(
+    client: Any, target: MilvusTarget, collection: str, *, load: bool
+) -> tuple[dict[str, tuple[int, int]] | None, str]:
+    """The collection's sync manifest, per scope: entries and pending entries.
+
+    One pass over the manifest in pages of :data:`PAGE_ROWS` entries, keeping
+    two counts per scope. Loaded as the collection is (:func:`_ready`).
+    """
+    manifest = manifest_target(dataclasses.replace(target, collection=collection)).collection
+    if not client.has_collection(manifest):
+        return None, ""
+    state, loaded = _ready(client, target, manifest, load=load)
+    if state != LOADED and not loaded:
+        return None, f"manifest {manifest} not read: it is not loaded (--load loads it)"
+    with _without_message(_ITERATOR_LOGGER, _CLIENT_CLOCK_WARNING):
+        iterator = client.query_iterator(
+            manifest,
+            batch_size=PAGE_ROWS,
+            filter="",
+            output_fields=[FIELD_SCOPE, FIELD_CONTENT_HASH],
+        )
+    scopes: dict[str, tuple[int, int]] = {}
+    try:
+        while page := iterator.next():
+            for entry in page:
+                entries, pending = scopes.get(entry[FIELD_SCOPE], (0, 0))
+                scopes[entry[FIELD_SCOPE]] = (
+                    entries + 1,
+                    pending + (not entry[FIELD_CONTENT_HASH]),
+                )
+    finally:
+        iterator.close()
+    return dict(sorted(scopes.items())), ""
 
 
 def _fields(description: Mapping[str, Any]) -> tuple[FieldInfo, ...]:
@@ -545,6 +589,7 @@ def inspect_collection(
         else:
             documents = _count_documents(client, name)
         aliases = _aliases(client, name)
+        sync_scopes, sync_note = _sync_scopes(client, target, name, load=load)
         return CollectionInfo(
             uri=target.uri,
             server_version=str(client.get_server_version()),
@@ -565,6 +610,8 @@ def inspect_collection(
             properties={
                 k: v for k, v in properties.items() if k not in (FINGERPRINT_PROPERTY, RUN_PROPERTY)
             },
+            sync_scopes=sync_scopes,
+            sync_note=sync_note,
         )
     finally:
         client.close()
@@ -654,10 +701,25 @@ def format_collection(info: CollectionInfo) -> str:
         ("fields", ", ".join(_field_text(f) for f in info.fields)),
         ("last run", last_run_text(info.last_run)),
     ]
+    if info.sync_scopes is not None or info.sync_note:
+        lines.append(("sync", info.sync_note or _sync_text(info.sync_scopes or {})))
     lines += [(f"property {k}", v) for k, v in sorted(info.properties.items())]
     head = f"collection {info.name} at {info.uri} (Milvus {info.server_version})"
     width = max(len(label) for label, _ in lines) + 2
     return "\n".join([head, *(f"  {label + ':':<{width}}{value}" for label, value in lines)])
+
+
+def _sync_text(scopes: Mapping[str, tuple[int, int]]) -> str:
+    """Each scope: its documents, and how many a stopped sync left pending."""
+    if not scopes:
+        return "no documents in its manifest"
+    said = []
+    for scope, (entries, pending) in scopes.items():
+        left = (
+            f", {pending} PENDING (a sync stopped: the next one finishes them)" if pending else ""
+        )
+        said.append(f"scope {scope!r}: {entries} documents{left}")
+    return "; ".join(said)
 
 
 def format_listing(listing: Listing) -> str:

@@ -318,3 +318,34 @@ def test_the_console_script_lists_every_flag_with_its_default() -> None:
         assert flag in done.stdout
     assert "(default: INFO)" in done.stdout
     assert "in pages of 10,000 rows" in " ".join(done.stdout.split())
+
+
+@LITE_ONLY
+def test_a_synced_collection_shows_its_scopes_and_pending_documents(
+    run_config: pathlib.Path, milvus_uri: str, collection_name: str, tmp_path: pathlib.Path
+) -> None:
+    """``inspect`` reads the sync manifest: documents per scope, and those a stopped sync left
+    pending (here one is marked pending by hand, as a killed sync leaves it)."""
+    ingest.run(["--config", str(run_config), "--write_mode", "sync", "--scope", "corpus"])
+    release_embedded(milvus_uri)
+
+    shown = inspect("--milvus_uri", milvus_uri, "--collection", collection_name, "--json")
+    quiet(shown)
+    assert json.loads(shown.stdout)["sync_scopes"] == {"corpus": [len(CORPUS), 0]}
+
+    manifest = f"{collection_name}__sync"
+    client = connect(target(milvus_uri, manifest))
+    try:
+        client.load_collection(manifest)
+        [entry] = client.get(manifest, ids=["loops"])
+        client.upsert(manifest, [{**entry, "content_hash": ""}])
+    finally:
+        client.close()
+        release_embedded(milvus_uri)
+    shown = inspect("--milvus_uri", milvus_uri, "--collection", collection_name)
+    quiet(shown)
+    [line] = [line for line in shown.stdout.splitlines() if line.strip().startswith("sync:")]
+    assert line.split("sync:", 1)[1].strip() == (
+        f"scope 'corpus': {len(CORPUS)} documents, 1 PENDING (a sync stopped: the next one "
+        "finishes them)"
+    )
