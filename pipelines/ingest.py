@@ -162,8 +162,11 @@ def build_pipeline(
         } | "CompleteSync" >> CompleteSync(
             target, manifest_target(target), scope=scope, config=settings.write
         )
+    dead_letters = [read.dead_letters, chunked.dead_letters, written.dead_letters]
+    if _syncing(settings):
+        dead_letters.append(plan.dead_letters)
     _ = (
-        (read.dead_letters, chunked.dead_letters, written.dead_letters)
+        tuple(dead_letters)
         | "CollectDeadLetters" >> beam.Flatten()
         | "CountDeadLetters" >> beam.Map(_count_by_stage)
         | "DeadLettersToJson" >> beam.Map(DeadLetter.to_json)
@@ -353,9 +356,7 @@ def run(
             # A sync's plan runs a pipeline: with Beam's options, without the flag
             # that Beam's TestOptions reads as its own --dry_run (which takes a value).
             planning = PipelineOptions([f for f in beam_argv(argv) if f != "--dry_run"])
-            dry_run(
-                settings, dim=model.dim, fingerprint=dict(model.fingerprint), options=planning
-            )
+            dry_run(settings, dim=model.dim, fingerprint=dict(model.fingerprint), options=planning)
             return None
         result, report, failure = _run(settings, options, model, run_state, started, test_pipeline)
     if report is not None:

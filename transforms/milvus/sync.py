@@ -66,7 +66,7 @@ from transforms.milvus.client import connect
 from transforms.milvus.collection import is_milvus_lite
 from transforms.milvus.retry import RetryPolicy
 from transforms.milvus.rows import DOCUMENT_ID_MAX_LENGTH, FIELD_DOCUMENT_ID, FIELD_ID
-from transforms.types import Document
+from transforms.types import DEAD_LETTERS, DeadLetter, Document
 
 __all__ = [
     "FIELD_BUCKET",
@@ -386,6 +386,7 @@ class _MarkPendingFn(_MilvusFn):
         super().__init__(manifest, config)
         self._scope = scope
         self._buffer: list[tuple[Document, str, Any, Any]] = []
+        self._dead_lettered = metrics.counter(metrics.DEAD_LETTERED)
 
     def start_bundle(self) -> None:
         self._buffer = []
@@ -397,6 +398,18 @@ class _MarkPendingFn(_MilvusFn):
         window: Any = beam.DoFn.WindowParam,
     ) -> Iterator[Any]:
         document, digest, _ = element
+        if len(document.id.encode("utf-8", "surrogatepass")) > DOCUMENT_ID_MAX_LENGTH:
+            # Neither its rows nor its entry could be written: said once, here.
+            self._dead_lettered.inc()
+            letter = DeadLetter.of(
+                "sync",
+                document.source or document.id[:100],
+                f"document id of {len(document.id.encode('utf-8', 'surrogatepass'))} bytes, over "
+                f"the {DOCUMENT_ID_MAX_LENGTH} of the document_id field: shorten the ids",
+                document.id,
+            )
+            yield pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(letter, timestamp, (window,)))
+            return
         self._buffer.append((document, digest, timestamp, window))
         if len(self._buffer) >= _DOCUMENTS_PER_CALL:
             yield from self._mark()
@@ -558,7 +571,8 @@ class PlanSync(beam.PTransform):
 
     Returns:
       A ``DoOutputsTuple``: the main output, the documents to write;
-      ``hashes``, ``(document id, content hash)`` of each.
+      ``hashes``, ``(document id, content hash)`` of each; ``dead_letters``,
+      documents whose id is too long for the ``document_id`` field.
 
     Args:
       target: The collection.
@@ -627,7 +641,7 @@ class PlanSync(beam.PTransform):
         )
         return plan["changed"] | "MarkPending" >> beam.ParDo(
             _MarkPendingFn(self._manifest, self._scope, self._config)
-        ).with_outputs(_HASHES, main="documents")
+        ).with_outputs(_HASHES, DEAD_LETTERS, main="documents")
 
 
 class CompleteSync(beam.PTransform):

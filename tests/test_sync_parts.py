@@ -1,0 +1,141 @@
+"""The parts of a sync, one by one: content hashes, scopes, manifest reads, bad ids.
+
+The end-to-end behaviour on every kind of Milvus is in tests/test_sync.py,
+crashes in tests/test_sync_crash.py; here, what each of those relies on:
+a hash that changes with everything that makes a document's rows and with
+nothing else, a scope named by the inputs, bucket ranges that cover every
+bucket once, a manifest read that splits a range Milvus would truncate, and
+a document id too long to store, dead-lettered once with the counts adding
+up. A few seconds, on embedded Milvus Lite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import pathlib
+
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import write_jsonl
+from tests.test_exit_codes import ingest
+from transforms import MilvusTarget
+from transforms.config import ChunkingConfig, TextOverflow, WriteConfig
+from transforms.milvus.client import close_embedded, connect
+from transforms.milvus.collection import manifest_target
+from transforms.milvus.sync import (
+    BUCKETS,
+    ReadManifest,
+    content_hash,
+    default_scope,
+    ensure_manifest,
+    manifest_ranges,
+    sync_salt,
+)
+from transforms.milvus.sync import _entry as manifest_entry
+from transforms.types import Document
+
+SALT = sync_salt(model_fingerprint={"dim": 8}, chunking=ChunkingConfig(), write=WriteConfig())
+
+
+def test_the_content_hash_changes_with_text_metadata_and_settings_only() -> None:
+    document = Document("d1", "some text", {"lang": "en", "tags": ["a"]}, source="a.jsonl:1")
+    digest = content_hash(document, SALT)
+    assert len(digest) == 32
+    # Where a document was read, and the order of its metadata keys, make no other rows.
+    moved = Document("d1", "some text", {"tags": ["a"], "lang": "en"}, source="b.jsonl:9")
+    assert content_hash(moved, SALT) == digest
+    changed = [
+        dataclasses.replace(document, text="some text."),
+        dataclasses.replace(document, metadata={"lang": "fr", "tags": ["a"]}),
+    ]
+    salts = [
+        sync_salt(model_fingerprint={"dim": 16}, chunking=ChunkingConfig(), write=WriteConfig()),
+        sync_salt(
+            model_fingerprint={"dim": 8},
+            chunking=ChunkingConfig(max_tokens=64, overlap_tokens=8),
+            write=WriteConfig(),
+        ),
+        sync_salt(
+            model_fingerprint={"dim": 8},
+            chunking=ChunkingConfig(),
+            write=WriteConfig(text_overflow=TextOverflow.TRUNCATE),
+        ),
+    ]
+    digests = [content_hash(d, SALT) for d in changed] + [content_hash(document, s) for s in salts]
+    assert len({digest, *digests}) == 1 + len(digests)
+
+
+def test_a_default_scope_is_named_by_its_inputs_in_any_order() -> None:
+    assert default_scope(["/b/*.md", "/a.jsonl"]) == "inputs:/a.jsonl,/b/*.md"
+    assert default_scope(["/a.jsonl", "/b/*.md"]) == default_scope(["/b/*.md", "/a.jsonl"])
+    many = [f"/corpus/part-{i:05d}.jsonl" for i in range(100)]
+    named = default_scope(many)
+    assert named.startswith("inputs:sha256:") and len(named) <= 512
+    assert named != default_scope(many[:-1])
+
+
+@pytest.mark.parametrize("entries", [0, 1, 4096, 4097, 100_000, 50_000_000])
+def test_manifest_ranges_cover_every_bucket_once(entries: int) -> None:
+    ranges = manifest_ranges(entries)
+    assert ranges[0][0] == 0 and ranges[-1][1] == BUCKETS
+    assert all(lo < hi for lo, hi in ranges)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    assert len(ranges) == max(1, -(-entries // 4096))
+
+
+def test_a_manifest_read_splits_a_range_that_milvus_would_truncate(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of more entries than one query returns reads both halves instead: with the
+    limit lowered to 50, one range over 300 entries still yields each of them once."""
+    from transforms.milvus import sync
+
+    monkeypatch.setattr(sync, "_QUERY_LIMIT", 50)
+    target = MilvusTarget.lite(str(tmp_path / "milvus.db"), "docs")
+    manifest = manifest_target(target)
+    ensure_manifest(manifest)
+    client = connect(manifest)
+    try:
+        entries = [manifest_entry(f"d{i}", "mine", f"h{i}", i % 7) for i in range(300)]
+        entries += [manifest_entry(f"other{i}", "theirs", "h", 1) for i in range(20)]
+        client.upsert(manifest.collection, entries)
+    finally:
+        client.close()
+    expected = [(f"d{i}", (f"h{i}", i % 7)) for i in range(300)]
+
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        read = pipeline | ReadManifest(manifest, "mine", [(0, BUCKETS)])
+        assert_that(read, equal_to(expected))
+    close_embedded(target)
+
+
+def test_a_document_id_too_long_to_store_is_dead_lettered_once_and_counted(
+    tmp_path: pathlib.Path, demo_model: str
+) -> None:
+    long_id = "x" * 1100
+    write_jsonl(
+        tmp_path / "data.jsonl",
+        [{"id": "short", "text": "a short document"}, {"id": long_id, "text": "too long an id"}],
+    )
+    flags = ["--input", "data.jsonl", "--model", demo_model, "--milvus_uri", "milvus.db",
+             "--collection", "docs", "--write_mode", "sync"]  # fmt: skip
+
+    done = ingest(*flags, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["documents_read"] == 2
+    assert report["dead_lettered"] == 1
+    assert report["sync"]["documents_added"] == 2  # planned; one of them could not be written
+    [letter_file] = (tmp_path / "work").rglob("dead_letters-*.jsonl")
+    [letter] = [json.loads(line) for line in letter_file.read_text().splitlines()]
+    assert letter["stage"] == "sync"
+    assert "document id of 1100 bytes" in letter["reason"]
+    again = ingest(*flags, cwd=tmp_path)  # the good document is unchanged, the bad one said again
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (report["sync"]["documents_unchanged"], report["dead_lettered"]) == (1, 1)
