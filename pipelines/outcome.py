@@ -11,8 +11,9 @@ was rejected, or too many were. :func:`check_outcome` says so with one line
 * a sync that read no document, and so held back deleting its scope's
   documents (no ``--allow_empty_scope``), fails.
 
-In a sync, documents skipped as unchanged count as done: a sync of an
-unchanged corpus writes nothing and succeeds.
+In a sync, documents skipped as unchanged, and documents deleted as gone,
+count as done: a sync of an unchanged corpus writes nothing and succeeds, even
+with records it dead-letters every time (a duplicate id, a binary file).
 
 The limit is a :class:`DeadLetterLimit`; ``--max_dead_letters`` or the
 config's top-level ``max_dead_letters`` key set it.
@@ -161,7 +162,8 @@ def check_outcome(
     dead = int(str(report.get("dead_lettered", 0)))
     sync = report.get("sync")
     sync = sync if isinstance(sync, Mapping) else {}
-    unchanged = int(sync.get("documents_unchanged", 0))
+    # In a sync, documents found unchanged, or deleted as gone, are work done as rows written are.
+    done = int(sync.get("documents_unchanged", 0)) + int(sync.get("documents_deleted", 0))
     where = f"dead letters in {dead_letter_path}-*.jsonl"
     refused = int(sync.get("deletes_refused", 0))
     if refused:
@@ -171,7 +173,7 @@ def check_outcome(
             "--allow_empty_scope (write.allow_empty_scope: true) to empty the scope",
             EMPTY_SCOPE,
         )
-    if written == 0 and (read - unchanged or dead):
+    if written == 0 and not done and (read or dead):
         return RunFailedError(
             f"read {read} record{'s' if read != 1 else ''} and wrote none: {dead} dead-lettered"
             f"{_first_dead_letter(dead_letter_path)}; {where}",
