@@ -20,8 +20,10 @@ MODEL ?=
 MILVUS_URI ?=
 INGEST_FLAGS = $(if $(INPUT),--input='$(INPUT)') $(if $(MODEL),--model='$(MODEL)') \
 	$(if $(MILVUS_URI),--milvus_uri='$(MILVUS_URI)')
-# The benchmark's flags, e.g. BENCH_FLAGS="--docs 100000 --repeat 3 --targets server" (bench/run.py --help).
+# The benchmark's flags, e.g. BENCH_FLAGS="--docs 100000 --repeat 3 --targets server" (bench/run.py --help),
+# and its sync rows', e.g. SYNC_BENCH_FLAGS="--sizes 20000 --repeat 3" (bench/sync.py --help).
 BENCH_FLAGS ?=
+SYNC_BENCH_FLAGS ?=
 WORKERS ?= 2
 JOB_ENDPOINT ?= localhost:8099
 WORKER_POOL ?= localhost:50000
@@ -125,8 +127,9 @@ run-dataflow: install-gcp ## Ingest with configs/dataflow.yaml on Dataflow (GCP_
 		--temp_location=gs://$(GCS_BUCKET)/tmp --staging_location=gs://$(GCS_BUCKET)/staging \
 		--dead_letter_path=gs://$(GCS_BUCKET)/dead_letters/dl $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
-bench: install-bench ## Benchmark against the limits and the peers (~15 min; BENCH_FLAGS)
+bench: install-bench ## Benchmark against the limits and the peers, then sync (~40 min; BENCH_FLAGS, SYNC_BENCH_FLAGS)
 	$(BIN)/python -m bench.run --json work/bench/report.json --markdown work/bench/report.md $(BENCH_FLAGS)
+	$(BIN)/python -m bench.sync --json work/bench/sync.json --markdown work/bench/sync.md $(SYNC_BENCH_FLAGS)
 
 test: install-test client-venvs $(if $(findstring prism,$(ENGINES)),$(PRISM)) ## Run the tests; the engine tests on the FnApiRunner, and on Prism where Go is
 	$(if $(findstring prism,$(ENGINES)),,@echo "ENGINES=$(ENGINES): the engine tests run without Prism (make prism needs Go)")
