@@ -52,7 +52,7 @@ from typing import Any
 from bench.corpus import read_corpus, write_corpus
 from bench.measure import Measurement, measure
 
-__all__ = ["RUNS", "TARGETS", "edit_corpus", "main", "markdown", "summarize"]
+__all__ = ["RUNS", "TARGETS", "edit_corpus", "main", "markdown", "summarize", "targets"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = os.path.join(REPO, "models", "minilm-l6-m2v-256")
@@ -593,27 +593,12 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def fixed_costs(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Seconds a run would take with no document, from two sizes: the intercept of a line."""
-    found = {}
-    sizes = sorted({r["documents"] for r in rows if r["run"] == EDITED})
-    if len(sizes) >= 2:
-        small, large = sizes[0], sizes[-1]
-        for name in RUNS:
-            a = next((r for r in rows if r["documents"] == small and r["run"] == name), None)
-            b = next((r for r in rows if r["documents"] == large and r["run"] == name), None)
-            if a and b:
-                slope = (b["wall_s"] - a["wall_s"]) / (large - small)
-                found[name] = round(a["wall_s"] - slope * small, 1)
-    return found
-
-
 def _fmt(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: the machine, the table, the targets and the fixed costs."""
+    """The report as Markdown: the machine, the table and the targets."""
     machine = report["machine"]
     settings = report["settings"]
     load = [(machine[k] or ["-"])[0] for k in ("load_average_before", "load_average_after")]
@@ -660,13 +645,6 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"* {t['documents']:,} documents, {RUNS[t['run']]}: {t['x_first']:.2f}x faster than "
             f"(a) (target {t['target_x']:.0f}x: {verdict})."
-        )
-    fixed = report.get("fixed_costs") or {}
-    if fixed:
-        lines.append(
-            "* Fixed cost per run (the intercept of the line through the two sizes' medians): "
-            + ", ".join(f"{RUNS[k].split(')')[0]}) {v:.1f} s" for k, v in fixed.items())
-            + "."
         )
     return "\n".join(lines) + "\n"
 
@@ -808,7 +786,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "results": results + floor_rows,
         "targets": targets(results),
-        "fixed_costs": fixed_costs(results),
         "runs": [_as_json(r) for r in runs],
         "bench_seconds": round(time.monotonic() - started, 1),
     }

@@ -66,7 +66,6 @@ def test_the_table_gives_medians_ratios_to_the_first_sync_and_the_targets() -> N
     found = {t["run"]: t for t in sync.targets(rows)}
     assert found[sync.UNCHANGED]["met"] and found[sync.EDITED]["met"]
     assert found[sync.UNCHANGED]["target_x"] == 5.0 and found[sync.EDITED]["target_x"] == 4.0
-    assert sync.fixed_costs(rows) == {sync.FIRST: 10.0, sync.UNCHANGED: 10.0, sync.EDITED: 10.0}
     small = [r for r in rows if r["documents"] == 20_000]
     assert sync.targets(small) == []  # the targets are for 100,000 documents
     report = {
@@ -82,14 +81,12 @@ def test_the_table_gives_medians_ratios_to_the_first_sync_and_the_targets() -> N
         },
         "results": rows,
         "targets": sync.targets(rows),
-        "fixed_costs": sync.fixed_costs(rows),
     }
     table = sync.markdown(report)
     assert "Date 2026-12-01, commit `abc1234`; 2 cores, 23.5 GiB RAM" in table
     assert "| 100,000 | (b) re-sync, nothing changed | 50.0 (50.0-50.0) | 10.20 | - |" in table
     assert "| 47.0 | 4, 17, 10 | 250, 320 | 0 | 0 | 100,000 |" in table
     assert "(target 5x: met)" in table and "(target 4x: met)" in table
-    assert "Fixed cost per run" in table
 
 
 def test_sync_runs_the_cycle_and_checks_every_run(tmp_path, tiny_model) -> None:
