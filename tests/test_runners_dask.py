@@ -24,6 +24,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import ingest
 from pipelines.runners import dask as dask_runner
 from tests.test_production import last_report, make_corpus, write_config
+from tests.test_runners_local import sync_an_edit_and_compare_with_a_fresh_ingest
 from transforms import MilvusTarget, ReadDocuments, metrics
 from transforms.config import ConfigError, SourceConfig
 from transforms.milvus.collection import count_rows
@@ -130,3 +131,20 @@ def test_the_runner_accepts_the_installed_beam_and_setup_py_pins_the_same_range(
     assert isinstance(dask_runner.DaskRunner(), dask_runner.DaskRunner)
     setup_py = (Path(__file__).parents[1] / "setup.py").read_text(encoding="utf-8")
     assert f'"dask": ["apache-beam[dask]{dask_runner.SUPPORTED_BEAM}"' in setup_py
+
+
+@pytest.mark.parametrize("milvus_kind", ["milvus_server"], indirect=True)
+def test_sync_on_a_dask_cluster_follows_edits_deletions_and_additions(
+    tmp_path, tiny_model, milvus_uri, collection_name, dask_address, capsys
+) -> None:
+    """Issue #14: sync on Dask's two worker processes, into the Milvus server.
+
+    One partition per worker thread (the default is two): a sync has many
+    more steps than an ingestion (the manifest's read, two groupings, a side
+    input), each a task per partition, and eight documents need no more.
+    """
+    flags = [*_dask_flags(dask_address), "--dask_npartitions=2"]
+    reports = sync_an_edit_and_compare_with_a_fresh_ingest(
+        tmp_path, tiny_model, milvus_uri, collection_name, flags, capsys
+    )
+    assert {r["runner"] for r in reports} == {"pipelines.runners.dask.DaskRunner"}

@@ -17,6 +17,7 @@ nobody asks the Hugging Face hub for a model that is a local folder.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import platform
@@ -24,9 +25,11 @@ import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 
 import apache_beam as beam
 import huggingface_hub
+import numpy as np
 import pytest
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -42,6 +45,10 @@ from pipelines import engines, ingest, search
 from pipelines.cli import UsageError
 from tests.conftest import REPO, write_jsonl
 from tests.test_production import MULTI_PROCESS, last_report, make_corpus, write_config
+from transforms import MilvusTarget
+from transforms.milvus.client import connect
+from transforms.milvus.collection import manifest_target
+from transforms.milvus.sync import FIELD_CHUNK_COUNT, FIELD_CONTENT_HASH
 from transforms.testing.runners import BEAM_VERSION, OFFLINE_ENV, LocalEngine
 
 TOPICS = {
@@ -243,3 +250,127 @@ def test_fn_api_runner_worker_processes_get_the_runs_options() -> None:
     with beam.Pipeline(runner=engines.make_runner(options), options=options) as p:
         seen = p | beam.Create([None]) | beam.Map(_job_name_seen_by_the_worker)
         assert_that(seen, equal_to(["engines-test"]))
+
+
+def _target(uri: str, collection: str) -> MilvusTarget:
+    if uri.endswith(".db"):
+        return MilvusTarget.lite(uri, collection)
+    return MilvusTarget.server(uri, collection, token_env=None)
+
+
+def _query(target: MilvusTarget, fields: list[str], limit: int = 1000) -> list[dict]:
+    client = connect(target)
+    try:
+        client.load_collection(target.collection)  # a Lite store opened again has it released
+        return client.query(
+            target.collection,
+            filter=f'{fields[0]} != ""',
+            output_fields=fields,
+            limit=limit,
+            consistency_level="Strong",
+        )
+    finally:
+        client.close()
+
+
+def _rows(target: MilvusTarget) -> dict[str, tuple]:
+    """The collection's rows by id: (text, document id, chunk index, metadata, vector)."""
+    rows = _query(target, ["id", "text", "document_id", "chunk_index", "metadata", "vector"])
+    return {
+        r["id"]: (
+            r["text"],
+            r["document_id"],
+            r["chunk_index"],
+            json.dumps(r["metadata"], sort_keys=True),
+            np.asarray(r["vector"], dtype=np.float32),
+        )
+        for r in rows
+    }
+
+
+def sync_an_edit_and_compare_with_a_fresh_ingest(
+    tmp_path: pathlib.Path,
+    model: str,
+    uri: str,
+    collection: str,
+    flags: Sequence[str],
+    capsys: pytest.CaptureFixture[str],
+) -> list[dict]:
+    """Syncs 8 documents of 4 chunks with ``flags``; then, one shrunk to 1 chunk,
+    one deleted and one of 2 chunks added, syncs again. Asserts the counts of
+    both reports, and that the collection's rows (ids, texts, metadata, vectors)
+    are those of a fresh ingest of the edited corpus, on the in-process runner.
+    Returns the two reports."""
+    corpus = make_corpus(tmp_path / "corpus", documents=8, words_per_document=64)
+    config = write_config(tmp_path, model, uri, collection, corpus, token_env=None)
+    argv = ["--config", config, "--write_mode", "sync", *flags]
+    ingest.run(argv)
+    first = last_report(capsys.readouterr().out)
+    assert first["documents_read"] == 8
+    assert first["chunks"] == first["written"] == first["rows_after"] == 32
+    assert {k: v for k, v in first["sync"].items() if k != "scope"} == {
+        "documents_added": 8,
+        "documents_updated": 0,
+        "documents_unchanged": 0,
+        "documents_deleted": 0,
+        "documents_incomplete": 0,
+        "chunks_upserted": 32,
+        "chunks_deleted": 0,
+        "deletes_refused": 0,
+        "manifest_entries_read": 0,
+    }
+
+    records = {r["id"]: r for r in map(json.loads, pathlib.Path(corpus).read_text().splitlines())}
+    records["doc-1"]["text"] = " ".join(records["doc-1"]["text"].split()[:16])  # 4 chunks to 1
+    del records["doc-2"]  # 4 chunks gone
+    records["doc-new"] = {"id": "doc-new", "text": " ".join(records["doc-3"]["text"].split()[:32])}
+    write_jsonl(pathlib.Path(corpus), list(records.values()))
+    ingest.run(argv)
+    second = last_report(capsys.readouterr().out)
+    assert second["documents_read"] == 8
+    assert second["chunks"] == second["written"] == 3  # doc-1's one, doc-new's two
+    assert second["rows_before"] == 32 and second["rows_after"] == 32 - 3 - 4 + 2
+    assert {k: v for k, v in second["sync"].items() if k != "scope"} == {
+        "documents_added": 1,
+        "documents_updated": 1,
+        "documents_unchanged": 6,
+        "documents_deleted": 1,
+        "documents_incomplete": 0,
+        "chunks_upserted": 3,
+        "chunks_deleted": 3 + 4,
+        "deletes_refused": 0,
+        "manifest_entries_read": 8,
+    }
+
+    fresh = write_config(tmp_path, model, uri, f"{collection}_fresh", corpus, token_env=None)
+    ingest.run(["--config", fresh])
+    assert last_report(capsys.readouterr().out)["rows_after"] == 27
+    synced, expected = _rows(_target(uri, collection)), _rows(_target(uri, f"{collection}_fresh"))
+    assert {k: v[:4] for k, v in synced.items()} == {k: v[:4] for k, v in expected.items()}
+    for row_id, row in synced.items():
+        np.testing.assert_allclose(row[4], expected[row_id][4], rtol=0, atol=1e-6)
+    # The manifest: one complete entry per document of the corpus, with its row count.
+    entries = _query(
+        manifest_target(_target(uri, collection)),
+        ["document_id", FIELD_CONTENT_HASH, FIELD_CHUNK_COUNT],
+    )
+    assert {e["document_id"]: e[FIELD_CHUNK_COUNT] for e in entries} == {
+        d: sum(1 for v in expected.values() if v[1] == d) for d in records
+    }
+    assert all(e[FIELD_CONTENT_HASH] for e in entries)  # none left pending
+    assert first["sync"]["scope"] == second["sync"]["scope"] == f"inputs:{corpus}"
+    return [first, second]
+
+
+@pytest.mark.parametrize("milvus_kind", ["lite"], indirect=True)
+def test_sync_on_several_worker_processes_follows_edits_deletions_and_additions(
+    engine: LocalEngine, tmp_path, tiny_model, milvus_uri, collection_name, capsys
+) -> None:
+    """Issue #14: sync on the FnApiRunner's two worker processes, the local
+    Lite store served to them; on Prism (which takes no number of workers), in
+    its one SDK worker."""
+    flags = [*engine.flags, *(MULTI_PROCESS if engine.several_processes else [])]
+    reports = sync_an_edit_and_compare_with_a_fresh_ingest(
+        tmp_path, tiny_model, milvus_uri, collection_name, flags, capsys
+    )
+    assert [r["engine"] for r in reports] == [engine.name, engine.name]

@@ -20,6 +20,7 @@ import pytest
 
 from pipelines import ingest
 from tests.test_production import last_report, make_corpus, write_config
+from tests.test_runners_local import sync_an_edit_and_compare_with_a_fresh_ingest
 from transforms import MilvusTarget
 from transforms.milvus.collection import count_rows
 from transforms.testing import runners
@@ -116,3 +117,17 @@ def test_a_worker_that_cannot_load_the_model_fails_naming_its_source(
     message = str(failed.value)
     assert "ModelLoadError" in message
     assert f"could not copy the model from {source!r}" in message
+
+
+@pytest.mark.parametrize("milvus_kind", ["lite"], indirect=True)
+def test_sync_on_a_portable_runner_follows_edits_deletions_and_additions(
+    tmp_path, tiny_model, milvus_uri, collection_name, worker_venv, portable, capsys
+) -> None:
+    """Issue #14: sync in the external worker pool (a Lite store served to it),
+    which has the sync's code from the sdist."""
+    with tarfile.open(worker_venv.sdist) as tar:
+        assert any(m.name.endswith("/transforms/milvus/sync.py") for m in tar.getmembers())
+    reports = sync_an_edit_and_compare_with_a_fresh_ingest(
+        tmp_path, tiny_model, milvus_uri, collection_name, portable.flags(), capsys
+    )
+    assert {r["runner"] for r in reports} == {"PortableRunner"}
