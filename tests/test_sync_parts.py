@@ -91,7 +91,8 @@ def test_a_manifest_read_splits_a_range_that_milvus_would_truncate(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A read of more entries than one query returns reads both halves instead: with the
-    limit lowered to 50, one range over 300 entries still yields each of them once."""
+    limit lowered to 50, one range over 300 entries still yields each of them once; and a
+    manifest found not loaded is loaded first."""
     from transforms.milvus import sync
 
     monkeypatch.setattr(sync, "_QUERY_LIMIT", 50)
@@ -103,6 +104,8 @@ def test_a_manifest_read_splits_a_range_that_milvus_would_truncate(
         entries = [manifest_entry(f"d{i}", "mine", f"h{i}", i % 7) for i in range(300)]
         entries += [manifest_entry(f"other{i}", "theirs", "h", 1) for i in range(20)]
         client.upsert(manifest.collection, entries)
+        # As a server that restarted has it for a while: the read loads it, then reads.
+        client.release_collection(manifest.collection)
     finally:
         client.close()
     expected = [(f"d{i}", (f"h{i}", i % 7)) for i in range(300)]

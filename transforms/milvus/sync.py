@@ -264,8 +264,31 @@ class _MilvusFn(beam.DoFn):
             self._client.close()
             self._client = None
 
-    def _call(self, what: str, call: Any) -> Any:
-        return self._retries.call(f"{what} ({self._target.describe()})", call)
+    def _call(self, what: str, call: Any, *, reads: str | None = None) -> Any:
+        """``call()`` under the retry policy.
+
+        A call that reads collection ``reads`` (a query, a delete by filter)
+        and finds it not loaded loads it, then tries again: a server that
+        restarted loads its collections again only a while after it serves.
+        """
+
+        def attempt() -> Any:
+            try:
+                return call()
+            except Exception as e:
+                if reads is None or not _not_loaded(e):
+                    raise
+                _LOGGER.warning("%s: %r is not loaded (a server restart?): loading it", what, reads)
+                self._client.load_collection(reads)
+                return call()
+
+        return self._retries.call(f"{what} ({self._target.describe()})", attempt)
+
+
+def _not_loaded(error: BaseException) -> bool:
+    """Milvus refused a read of a collection that is not loaded (code 101)."""
+    message = str(getattr(error, "message", error)).lower()
+    return getattr(error, "code", None) == 101 or "not loaded" in message or "released" in message
 
 
 class _ReadManifestFn(_MilvusFn):
@@ -290,6 +313,7 @@ class _ReadManifestFn(_MilvusFn):
                 limit=_QUERY_LIMIT,
                 consistency_level="Strong",
             ),
+            reads=self._target.collection,
         )
         if len(entries) >= _QUERY_LIMIT:  # maybe more: read both halves instead
             if hi - lo < 2:
@@ -487,6 +511,7 @@ class _DeleteGoneFn(_MilvusFn):
             lambda: self._client.delete(
                 self._target.collection, filter=_in(FIELD_DOCUMENT_ID, gone)
             ),
+            reads=self._target.collection,
         )
         self._chunks_deleted.inc(_deleted_count(result))
         self._call("Deleting manifest entries", lambda: self._client.delete(manifest, ids=gone))
@@ -547,6 +572,7 @@ class _CompleteFn(_MilvusFn):
         result = self._call(
             "Deleting rows the documents no longer have",
             lambda: self._client.delete(self._target.collection, filter=stale),
+            reads=self._target.collection,
         )
         self._chunks_deleted.inc(_deleted_count(result))
         entries = [
