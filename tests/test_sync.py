@@ -22,10 +22,8 @@ import collections
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +34,7 @@ import yaml
 from pipelines import ingest
 from pipelines.outcome import EMPTY_SCOPE, RUN_FAILED_STATUS, RunFailedError
 from tests.conftest import WORDS, write_jsonl
+from tests.test_exit_codes import ingest as ingest_process
 from transforms.config import MilvusTarget
 from transforms.milvus.client import close_embedded, connect
 from transforms.milvus.collection import manifest_target
@@ -43,7 +42,6 @@ from transforms.milvus.sync import default_scope
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOKENS_PER_CHUNK = 16
-TIMEOUT_S = 300.0
 _QUERY_LIMIT = 16384
 
 
@@ -230,16 +228,7 @@ class Ingest:
     ) -> subprocess.CompletedProcess[str]:
         """``python -m pipelines.ingest`` in a process of its own, as a user runs it."""
         argv, _ = self.argv(inputs, *flags, **kwargs)
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
-        env.pop("PYTHONPATH", None)
-        return subprocess.run(
-            [sys.executable, "-m", "pipelines.ingest", *argv],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-        )
+        return ingest_process(*argv, cwd=REPO)
 
     def fresh(self, inputs: Sequence[pathlib.Path], name: str, **kwargs: Any) -> Snapshot:
         """The rows of a plain ingest of ``inputs`` into a new collection."""
