@@ -127,7 +127,7 @@ run-dataflow: install-gcp ## Ingest with configs/dataflow.yaml on Dataflow (GCP_
 		--temp_location=gs://$(GCS_BUCKET)/tmp --staging_location=gs://$(GCS_BUCKET)/staging \
 		--dead_letter_path=gs://$(GCS_BUCKET)/dead_letters/dl $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
-bench: install-bench ## Benchmark against the limits and the peers, then sync (~40 min; BENCH_FLAGS, SYNC_BENCH_FLAGS)
+bench: install-bench ## Benchmark against the limits and the peers, then sync (~30 min; BENCH_FLAGS, SYNC_BENCH_FLAGS)
 	$(BIN)/python -m bench.run --json work/bench/report.json --markdown work/bench/report.md $(BENCH_FLAGS)
 	$(BIN)/python -m bench.sync --json work/bench/sync.json --markdown work/bench/sync.md $(SYNC_BENCH_FLAGS)
 

@@ -155,6 +155,11 @@ def _peak_mb(pid: int) -> tuple[float, str]:
     return 0.0, ""
 
 
+def _is_shell(command: str) -> bool:
+    """A ``sh -c`` that starts a process (the FnApiRunner starts its workers so)."""
+    return os.path.basename(command.split(" ", 1)[0]) in ("sh", "bash", "dash")
+
+
 def cpu_s(pid: int) -> float:
     """CPU seconds a process has used so far (0 if it is gone)."""
     return _processes().get(pid, (0, 0.0))[1]
@@ -218,8 +223,9 @@ class WatchProcesses:
 
     def by_process(self) -> ByProcess:
         """The launcher's (``pipelines.ingest``) and the workers' (``sdk_worker_main``)."""
-        launcher = [(mb, cpu) for mb, cpu, c in self._seen.values() if "pipelines.ingest" in c]
-        workers = [(mb, cpu) for mb, cpu, c in self._seen.values() if "sdk_worker_main" in c]
+        seen = [(mb, cpu, c) for mb, cpu, c in self._seen.values() if not _is_shell(c)]
+        launcher = [(mb, cpu) for mb, cpu, c in seen if "pipelines.ingest" in c]
+        workers = [(mb, cpu) for mb, cpu, c in seen if "sdk_worker_main" in c]
         return ByProcess(
             launcher_mb=max((mb for mb, _ in launcher), default=0.0),
             worker_mb=max((mb for mb, _ in workers), default=0.0),
@@ -685,7 +691,9 @@ def _load_average() -> list[float]:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.sync", description=__doc__.split("\n\n")[0]
+        prog="python -m bench.sync",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--sizes", default="100000,20000", help="Corpus sizes in documents, comma-separated."
@@ -712,7 +720,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="A Milvus server to use, or a *.db path for embedded Milvus Lite (default: start "
         "a Milvus 2.3.5 server).",
     )
-    parser.add_argument("--work", default=os.path.join(REPO, "work", "bench", "sync"))
+    parser.add_argument(
+        "--work",
+        default=os.path.join(REPO, "work", "bench", "sync"),
+        help="Folder of the corpora, configs, reports and logs.",
+    )
     parser.add_argument("--json", help="Write the report here as JSON.")
     parser.add_argument("--markdown", help="Write the table here as Markdown.")
     parser.add_argument("--timeout_s", type=float, default=3600.0, help="Longest run.")
@@ -756,6 +768,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     finally:
         if server is not None:
             servers.stop(server)
+            # Its data: gigabytes of segments and logs of dropped collections at 100,000 documents.
+            shutil.rmtree(server.milvus["data_dir"], ignore_errors=True)
     results = summarize([r for r in runs if not r.floor])
     floor_rows = summarize([r for r in runs if r.floor])
     for row in floor_rows:
