@@ -23,12 +23,60 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["CorpusStats", "documents", "paragraphs", "read_corpus", "sentences", "write_corpus"]
+__all__ = [
+    "CorpusStats",
+    "documents",
+    "paragraphs",
+    "read_corpus",
+    "sentences",
+    "write_corpus",
+    "write_ingest_config",
+]
 
 # (share of documents, shortest, longest) in characters. The mix gives about
 # 1,700 characters a document on average, the way a help-center or wiki dump
 # looks: many short pages, a tail of long ones.
 _LENGTH_MIX = ((0.60, 100, 800), (0.32, 800, 2_600), (0.08, 2_600, 13_000))
+
+
+def write_ingest_config(
+    path: str,
+    *,
+    corpus: str,
+    model: str,
+    uri: str,
+    collection: str,
+    mode: str,
+    dead_letter_path: str,
+    max_tokens: int = 256,
+    overlap_tokens: int = 32,
+) -> str:
+    """Writes the config of ``pipelines.ingest`` over a generated corpus (a JSONL
+    export with ``id``, ``title`` and ``text``) at ``path``; returns ``path``."""
+    import yaml
+
+    config = {
+        "pipeline": {"runner": "DirectRunner"},
+        "source": {
+            "patterns": [corpus],
+            "format": "jsonl",
+            "id_field": "id",
+            # The generated ids are unique, and no peer looks for duplicates: documents
+            # stream, with no shuffle by id.
+            "duplicate_ids": "assume_unique",
+            "text_field": "text",
+            "metadata_fields": ["title"],
+        },
+        "model": model,
+        "chunking": {"max_tokens": max_tokens, "overlap_tokens": overlap_tokens},
+        "milvus": {"uri": uri, "collection": collection, "token_env": None},
+        "write": {"mode": mode},
+        "dead_letter_path": dead_letter_path,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f)
+    return path
 
 
 def paragraphs() -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-__all__ = ["Measurement", "measure"]
+__all__ = ["Measurement", "measure", "write_report"]
 
 
 @dataclasses.dataclass
@@ -140,3 +140,20 @@ def measure(
         peak_tree_rss_mb=peaks[0],
         peak_apart_rss_mb=peaks[1],
     )
+
+
+def write_report(
+    report: dict, table: str, json_path: str | None, markdown_path: str | None
+) -> None:
+    """Writes a bench's report as JSON and its table as Markdown where asked, then prints
+    the table."""
+    import json
+
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
+    if markdown_path:
+        with open(markdown_path, "w", encoding="utf-8") as f:
+            f.write(table)
+    print()
+    print(table)

@@ -47,8 +47,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.corpus import write_corpus
-from bench.measure import Measurement, measure
+from bench.corpus import write_corpus, write_ingest_config
+from bench.measure import Measurement, measure, write_report
 from transforms.testing import servers
 
 __all__ = ["CONTENDERS", "Contender", "main", "markdown"]
@@ -165,32 +165,17 @@ def _peer_command(settings: Settings, name: str, out: str, **flags: Any) -> list
 
 
 def _ours_config(settings: Settings, corpus: str, uri: str, collection: str) -> str:
-    import yaml
-
-    config = {
-        "pipeline": {"runner": "DirectRunner"},
-        "source": {
-            "patterns": [corpus],
-            "format": "jsonl",
-            "id_field": "id",
-            # The generated ids are unique, and no peer looks for duplicates.
-            "duplicate_ids": "assume_unique",
-            "text_field": "text",
-            "metadata_fields": ["title"],
-        },
-        "model": settings.model,
-        "chunking": {
-            "max_tokens": settings.args.max_tokens,
-            "overlap_tokens": settings.args.overlap_tokens,
-        },
-        "milvus": {"uri": uri, "collection": collection, "token_env": None},
-        "write": {"mode": "overwrite"},
-        "dead_letter_path": os.path.join(settings.work, "dead_letters", collection, "dl"),
-    }
-    path = os.path.join(settings.work, f"{collection}.yaml")
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f)
-    return path
+    return write_ingest_config(
+        os.path.join(settings.work, f"{collection}.yaml"),
+        corpus=corpus,
+        model=settings.model,
+        uri=uri,
+        collection=collection,
+        mode="overwrite",
+        dead_letter_path=os.path.join(settings.work, "dead_letters", collection, "dl"),
+        max_tokens=settings.args.max_tokens,
+        overlap_tokens=settings.args.overlap_tokens,
+    )
 
 
 def _count_and_drop(uri: str, collection: str) -> int:
@@ -675,15 +660,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ],
         "bench_seconds": round(time.monotonic() - started, 1),
     }
-    table = markdown(report)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(table)
-    print()
-    print(table)
+    write_report(report, markdown(report), args.json, args.markdown)
     return report
 
 

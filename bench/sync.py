@@ -49,8 +49,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bench.corpus import read_corpus, write_corpus
-from bench.measure import Measurement, measure
+from bench.corpus import read_corpus, write_corpus, write_ingest_config
+from bench.measure import Measurement, measure, write_report
 
 __all__ = ["RUNS", "TARGETS", "edit_corpus", "main", "markdown", "summarize", "targets"]
 
@@ -285,34 +285,15 @@ class Settings:
 
 
 def _config(settings: Settings, export: str, collection: str, mode: str) -> str:
-    import yaml
-
-    config = {
-        "pipeline": {"runner": "DirectRunner"},
-        "source": {
-            "patterns": [export],
-            "format": "jsonl",
-            "id_field": "id",
-            # The generated ids are unique, as in bench.run: documents stream, no id shuffle.
-            "duplicate_ids": "assume_unique",
-            "text_field": "text",
-            "metadata_fields": ["title"],
-        },
-        "model": settings.model,
-        "chunking": {"max_tokens": 256, "overlap_tokens": 32},
-        "milvus": {
-            "uri": settings.uri_for(collection),
-            "collection": collection,
-            "token_env": None,
-        },
-        "write": {"mode": mode},
-        "dead_letter_path": os.path.join(settings.work, "dead_letters"),
-    }
-    path = os.path.join(settings.work, "configs", f"{collection}.yaml")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f)
-    return path
+    return write_ingest_config(
+        os.path.join(settings.work, "configs", f"{collection}.yaml"),
+        corpus=export,
+        model=settings.model,
+        uri=settings.uri_for(collection),
+        collection=collection,
+        mode=mode,
+        dead_letter_path=os.path.join(settings.work, "dead_letters"),
+    )
 
 
 def _env() -> dict[str, str]:
@@ -803,15 +784,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "runs": [_as_json(r) for r in runs],
         "bench_seconds": round(time.monotonic() - started, 1),
     }
-    table = markdown(report)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(table)
-    print()
-    print(table)
+    write_report(report, markdown(report), args.json, args.markdown)
     return report
 
 
