@@ -66,6 +66,7 @@ from transforms.milvus.collection import (
     CollectionState,
     RunRecord,
     drop_if_empty,
+    drop_manifest,
     manifest_target,
     mark_run,
 )
@@ -105,6 +106,7 @@ def build_pipeline(
     target: MilvusTarget | None = None,
     progress_address: str | None = None,
     manifest_ranges: Sequence[tuple[int, int]] | None = None,
+    new_collection: bool = False,
 ) -> None:
     """Adds the ingestion steps to ``pipeline``.
 
@@ -116,7 +118,10 @@ def build_pipeline(
 
     In ``sync`` mode (:mod:`transforms.milvus.sync`) the manifest must be
     ready too (``ensure_manifest``), and ``manifest_ranges`` are the bucket
-    ranges its entries are read by (one range that splits itself if None).
+    ranges its entries are read by (one range that splits itself if None;
+    none for a scope with no entry, whose documents are all added);
+    ``new_collection`` says the run made the collection, which then holds no
+    row to delete.
     """
     target = target or settings.target
     read = pipeline | "ReadDocuments" >> ReadDocuments(settings.source)
@@ -132,7 +137,7 @@ def build_pipeline(
                 chunking=settings.chunking,
                 write=settings.write,
             ),
-            ranges=manifest_ranges or [(0, BUCKETS)],
+            ranges=[(0, BUCKETS)] if manifest_ranges is None else manifest_ranges,
             config=settings.write,
             allow_empty_scope=settings.allow_empty_scope,
         )
@@ -160,7 +165,11 @@ def build_pipeline(
             "expected": expected,
             "written": written[metrics.WRITTEN],
         } | "CompleteSync" >> CompleteSync(
-            target, manifest_target(target), scope=scope, config=settings.write
+            target,
+            manifest_target(target),
+            scope=scope,
+            config=settings.write,
+            new_collection=new_collection,
         )
     dead_letters = [read.dead_letters, chunked.dead_letters, written.dead_letters]
     if _syncing(settings):
@@ -400,8 +409,12 @@ def _run(
         if _syncing(settings) and not template:
             assert settings.scope is not None
             manifest = manifest_target(target)
+            if state.created:
+                # A manifest left by a collection dropped by hand describes rows gone with it.
+                drop_manifest(target)
             ensure_manifest(manifest)
-            ranges = manifest_ranges(count_scope(manifest, settings.scope))
+            entries = count_scope(manifest, settings.scope)
+            ranges = manifest_ranges(entries) if entries else []
         build_pipeline(
             pipeline,
             settings,
@@ -409,6 +422,7 @@ def _run(
             target,
             progress_address=live.address,
             manifest_ranges=ranges,
+            new_collection=state.created,
         )
         result = pipeline.run()
         if template:

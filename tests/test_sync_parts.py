@@ -142,3 +142,32 @@ def test_a_document_id_too_long_to_store_is_dead_lettered_once_and_counted(
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout.strip().splitlines()[-1])
     assert (report["sync"]["documents_unchanged"], report["dead_lettered"]) == (1, 1)
+
+
+def test_a_collection_dropped_by_hand_is_filled_again_by_the_next_sync(
+    tmp_path: pathlib.Path, demo_model: str
+) -> None:
+    """Its manifest, left behind, would say every document is there: the sync that makes the
+    collection again drops it first, and writes every document."""
+    write_jsonl(
+        tmp_path / "data.jsonl", [{"id": f"d{i}", "text": f"text {i} " * 9} for i in range(5)]
+    )
+    flags = ["--input", "data.jsonl", "--model", demo_model, "--milvus_uri", "milvus.db",
+             "--collection", "docs", "--write_mode", "sync"]  # fmt: skip
+    assert ingest(*flags, cwd=tmp_path).returncode == 0
+    target = MilvusTarget.lite(str(tmp_path / "milvus.db"), "docs")
+    client = connect(target)
+    try:
+        client.drop_collection("docs")
+        assert client.has_collection("docs__sync")
+    finally:
+        client.close()
+        close_embedded(target)
+
+    again = ingest(*flags, cwd=tmp_path)
+
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout.strip().splitlines()[-1])
+    assert report["created"] is True
+    assert report["sync"]["documents_added"] == 5
+    assert report["rows_after"] == report["written"] == report["chunks"] > 0

@@ -48,6 +48,7 @@ __all__ = [
     "RunRecord",
     "count_rows",
     "drop_if_empty",
+    "drop_manifest",
     "ensure_collection",
     "finish_collection",
     "is_milvus_lite",
@@ -186,6 +187,15 @@ def manifest_target(target: MilvusTarget) -> MilvusTarget:
     """The companion collection that holds ``target``'s sync manifest
     (:mod:`transforms.milvus.sync`): same server, credentials and database."""
     return dataclasses.replace(target, collection=target.collection + MANIFEST_SUFFIX)
+
+
+def drop_manifest(target: MilvusTarget) -> None:
+    """Drops ``target``'s sync manifest, if it has one."""
+    client = connect(target)
+    try:
+        _drop_manifest(client, target)
+    finally:
+        client.close()
 
 
 def _drop_manifest(client: Any, target: MilvusTarget) -> None:

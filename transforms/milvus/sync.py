@@ -399,6 +399,20 @@ class _PlanFn(beam.DoFn):
             yield document, new_digest, rows
 
 
+class _AddedFn(beam.DoFn):
+    """What :class:`_PlanFn` makes of documents when the scope has no entry: all added."""
+
+    def __init__(self) -> None:
+        self._added = metrics.counter(metrics.DOCUMENTS_ADDED)
+
+    def process(
+        self, keyed: tuple[str, tuple[Document, str]]
+    ) -> Iterator[tuple[Document, str, int]]:
+        _, (document, digest) = keyed
+        self._added.inc()
+        yield document, digest, 0
+
+
 class _MarkPendingFn(_MilvusFn):
     """Marks documents pending in the manifest, then passes them on to be written.
 
@@ -531,11 +545,17 @@ class _CompleteFn(_MilvusFn):
     """
 
     def __init__(
-        self, target: MilvusTarget, manifest: MilvusTarget, scope: str, config: WriteConfig
+        self,
+        target: MilvusTarget,
+        manifest: MilvusTarget,
+        scope: str,
+        config: WriteConfig,
+        new_collection: bool = False,
     ) -> None:
         super().__init__(target, config)
         self._manifest = manifest
         self._scope = scope
+        self._new_collection = new_collection
         self._buffer: list[tuple[str, str | None, set[str]]] = []
         self._buffered_ids = 0
         self._chunks_deleted = metrics.counter(metrics.CHUNKS_DELETED)
@@ -564,17 +584,18 @@ class _CompleteFn(_MilvusFn):
         done, self._buffer, self._buffered_ids = self._buffer, [], 0
         if not done:
             return
-        documents = [document_id for document_id, _, _ in done]
-        kept = [chunk for _, _, written in done for chunk in written]
-        stale = _in(FIELD_DOCUMENT_ID, documents)
-        if kept:
-            stale += " and " + _in(FIELD_ID, kept, negate=True)
-        result = self._call(
-            "Deleting rows the documents no longer have",
-            lambda: self._client.delete(self._target.collection, filter=stale),
-            reads=self._target.collection,
-        )
-        self._chunks_deleted.inc(_deleted_count(result))
+        if not self._new_collection:  # a collection this run made holds only its rows
+            documents = [document_id for document_id, _, _ in done]
+            kept = [chunk for _, _, written in done for chunk in written]
+            stale = _in(FIELD_DOCUMENT_ID, documents)
+            if kept:
+                stale += " and " + _in(FIELD_ID, kept, negate=True)
+            result = self._call(
+                "Deleting rows the documents no longer have",
+                lambda: self._client.delete(self._target.collection, filter=stale),
+                reads=self._target.collection,
+            )
+            self._chunks_deleted.inc(_deleted_count(result))
         entries = [
             _entry(document_id, self._scope, digest, len(written))
             for document_id, digest, written in done
@@ -607,7 +628,9 @@ class PlanSync(beam.PTransform):
       scope: The run's scope.
       salt: :func:`sync_salt` of the run.
       ranges: The bucket ranges to read the scope's entries by
-        (:func:`manifest_ranges` of :func:`count_scope`).
+        (:func:`manifest_ranges` of :func:`count_scope`); none when the scope
+        has no entry: every document is then added, without reading or
+        grouping.
       config: The retry policy.
       allow_empty_scope: Delete the scope's documents even when no document
         was read.
@@ -647,13 +670,18 @@ class PlanSync(beam.PTransform):
             stored = documents.pipeline | "ReadManifest" >> ReadManifest(
                 self._manifest, self._scope, self._ranges, self._config
             )
-        else:  # no manifest yet: not even a connection (a dry run makes no Lite store)
-            stored = documents.pipeline | "NoManifest" >> beam.Create([])
-        plan = (
-            {_CURRENT: current, _STORED: stored}
-            | "ByDocumentId" >> beam.CoGroupByKey()
-            | "Compare" >> beam.ParDo(_PlanFn()).with_outputs(_GONE, main="changed")
-        )
+            plan = (
+                {_CURRENT: current, _STORED: stored}
+                | "ByDocumentId" >> beam.CoGroupByKey()
+                | "Compare" >> beam.ParDo(_PlanFn()).with_outputs(_GONE, main="changed")
+            )
+        else:
+            # No entry in the scope (a first sync): every document is added and none is
+            # gone, with no manifest read and no grouping (not even a connection, so that
+            # a dry run makes no Lite store).
+            plan = current | "AllAdded" >> beam.ParDo(_AddedFn()).with_outputs(
+                _GONE, main="changed"
+            )
         if self._dry_run:
             return plan
         documents_read = beam.pvalue.AsSingleton(
@@ -679,7 +707,8 @@ class CompleteSync(beam.PTransform):
     every row written, ``WriteToMilvus(..., with_document_ids=True)``).
     The grouping waits for every write of a document, so a document's
     stale rows are deleted, and its entry completed, only after its new
-    rows are in.
+    rows are in. ``new_collection``: the run made the collection, so no
+    document has rows it did not write, and no delete is sent.
     """
 
     def __init__(
@@ -689,17 +718,23 @@ class CompleteSync(beam.PTransform):
         *,
         scope: str,
         config: WriteConfig = WriteConfig(),
+        new_collection: bool = False,
     ) -> None:
         super().__init__()
         self._target = target
         self._manifest = manifest
         self._scope = scope
         self._config = config
+        self._new_collection = new_collection
 
     def expand(self, sides: Mapping[str, beam.PCollection[tuple[str, str]]]) -> pvalue.PCollection:
         return (
             {name: sides[name] for name in (_HASHES, _EXPECTED, _WRITTEN)}
             | "ByDocumentId" >> beam.CoGroupByKey()
             | "DeleteStaleThenComplete"
-            >> beam.ParDo(_CompleteFn(self._target, self._manifest, self._scope, self._config))
+            >> beam.ParDo(
+                _CompleteFn(
+                    self._target, self._manifest, self._scope, self._config, self._new_collection
+                )
+            )
         )
