@@ -472,7 +472,10 @@ class Progress:
             self._shown = True
             if not self._bar_on():
                 text = self._text(now, elapsed, eta, done=done)
-                print(f"progress: {text}", file=self._stream, flush=True)
+                # One write, the newline in it: print() writes the end apart, and a log
+                # line written by another thread in between lands inside this one.
+                self._stream.write(f"progress: {text}\n")
+                self._stream.flush()
                 return
             text = self._bar_text(now, elapsed, eta, done=done)
             bar = self._bar

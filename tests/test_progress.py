@@ -14,6 +14,7 @@ Costs: about 10 s per run on two cores (Beam's import, ~6 s of ingestion).
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pathlib
@@ -286,3 +287,27 @@ def test_the_share_of_work_done_needs_the_input_size() -> None:
     assert writing.done() == 0.5  # all chunked, half the chunks written
     assert format_duration(7.4) == "0:07" and format_duration(3723) == "1:02:03"
     assert format_bytes(512) == "512 B" and format_bytes(3_600_000) == "3.6 MB"
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_a_progress_line_is_one_write_with_its_newline() -> None:
+    """A log line written by another thread can never land inside a progress line (seen under
+    load: ``elapsed 0:01INFO transforms...``), since the line and its end go in one write."""
+    stream = _Writes()
+    progress = Progress(1.0, "run", stream=stream, bar=False)
+    progress._render(Snapshot(documents_read=3, written=5), 1.0, done=False)
+    progress._render(Snapshot(documents_read=4, written=9), 2.0, done=True)
+    lines = [call for call in stream.calls if call.strip()]
+    assert len(lines) == 2
+    assert all(line.startswith("progress: ") and line.endswith("\n") for line in lines)
