@@ -718,3 +718,41 @@ def test_the_milvus_server_killed_while_rows_are_written(
         assert_equal_to_fresh_ingest(uri, "crash", reference, corpus("B"), "server, then B")
     finally:
         servers.stop(proc)
+
+
+# --------------------------------------------------------------------------
+# Embedded Milvus Lite: the store dies with the launcher
+# --------------------------------------------------------------------------
+def test_the_launcher_and_its_embedded_store_killed_mid_sync(
+    tmp_path: pathlib.Path, fresh: FreshIngests
+) -> None:
+    """An embedded store lives in the launcher's process, so no other process can watch it:
+    the kill comes 0.1 s after the model is loaded, once entries are marked pending and the
+    first rows are on their way. The sync after it must do work the killed one left (it did
+    not end), and end like a fresh ingest."""
+    reference = fresh["B"]
+    store = str(tmp_path / "milvus.db")
+    synced = Synced(store, tmp_path, "crash")
+    write_corpus(synced.corpus, corpus("B"))
+    log = tmp_path / "embedded.log"
+    process = start(synced.config, log)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while "Loaded Model2Vec model" not in log.read_text(errors="replace"):
+            assert process.poll() is None, f"the run ended before the kill:\n{log_tail(log)}"
+            assert time.monotonic() < deadline, log_tail(log)
+            time.sleep(0.05)
+        time.sleep(0.1)
+        assert process.poll() is None, f"the run ended before the kill:\n{log_tail(log)}"
+    finally:
+        kill_group(process)
+    report = synced.sync_to("B", "embedded-then-B")
+    done = report["sync"]
+    assert done["documents_added"] + done["documents_updated"] + done["documents_deleted"], done
+    client = MilvusClient(uri=store)
+    try:  # a store opened again has its collections released
+        client.load_collection("crash")
+        client.load_collection("crash__sync")
+    finally:
+        client.close()
+    assert_equal_to_fresh_ingest(store, "crash", reference, corpus("B"), "embedded, then B")
