@@ -159,10 +159,15 @@ def test_ctrl_c_stops_the_run_with_one_line_and_a_rerun_completes_it(
     assert shown["last_run"]["run_id"] == report["run_id"]
 
 
+# Python takes Ctrl-C as KeyboardInterrupt unless it started with SIGINT ignored, as a
+# background job of a non-interactive shell does (a CI script's ``&``): the program sets it,
+# as one run from a terminal has it.
 CALLER = """
 import logging
+import signal
 import sys
 from pipelines import ingest
+signal.signal(signal.SIGINT, signal.default_int_handler)
 logging.basicConfig(level=logging.INFO)
 try:
     ingest.run(sys.argv[1:])
@@ -211,14 +216,17 @@ def test_a_sigint_inside_a_dofn_reaches_the_caller_as_keyboard_interrupt() -> No
     """Beam's in-process runner hands a ``KeyboardInterrupt`` raised inside a ``DoFn``
     back as a ``RuntimeError``; within the block it is a ``KeyboardInterrupt`` again,
     and the SIGINT handler in place before is back after."""
-    before = signal.getsignal(signal.SIGINT)
-    with (
-        pytest.raises(KeyboardInterrupt),
-        keyboard_interrupt_reaches_caller(),
-        beam.Pipeline(runner="FnApiRunner") as pipeline,
-    ):
-        _ = pipeline | beam.Create([0, 1]) | beam.ParDo(_InterruptOnce())
-    assert signal.getsignal(signal.SIGINT) is before
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # see CALLER
+    try:
+        with (
+            pytest.raises(KeyboardInterrupt),
+            keyboard_interrupt_reaches_caller(),
+            beam.Pipeline(runner="FnApiRunner") as pipeline,
+        ):
+            _ = pipeline | beam.Create([0, 1]) | beam.ParDo(_InterruptOnce())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_other_failures_pass_through_unchanged() -> None:
