@@ -45,8 +45,8 @@ from pipelines import engines, ingest, search
 from pipelines.cli import UsageError
 from tests.conftest import REPO, write_jsonl
 from tests.test_production import MULTI_PROCESS, last_report, make_corpus, write_config
+from tests.test_sync import query_all
 from transforms import MilvusTarget
-from transforms.milvus.client import connect
 from transforms.milvus.collection import manifest_target
 from transforms.milvus.sync import FIELD_CHUNK_COUNT, FIELD_CONTENT_HASH
 from transforms.testing.runners import BEAM_VERSION, OFFLINE_ENV, LocalEngine
@@ -258,19 +258,9 @@ def _target(uri: str, collection: str) -> MilvusTarget:
     return MilvusTarget.server(uri, collection, token_env=None)
 
 
-def _query(target: MilvusTarget, fields: list[str], limit: int = 1000) -> list[dict]:
-    client = connect(target)
-    try:
-        client.load_collection(target.collection)  # a Lite store opened again has it released
-        return client.query(
-            target.collection,
-            filter=f'{fields[0]} != ""',
-            output_fields=fields,
-            limit=limit,
-            consistency_level="Strong",
-        )
-    finally:
-        client.close()
+def _query(target: MilvusTarget, fields: list[str]) -> list[dict]:
+    """Every row of the target's collection, these fields (the store closed after)."""
+    return query_all(target, target.collection, fields, fields[0])
 
 
 def _rows(target: MilvusTarget) -> dict[str, tuple]:

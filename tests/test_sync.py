@@ -66,7 +66,8 @@ Snapshot = dict[str, Row]
 """A collection's rows by id."""
 
 
-def _query_all(target: MilvusTarget, collection: str, fields: list[str], key: str) -> list[dict]:
+def query_all(target: MilvusTarget, collection: str, fields: list[str], key: str) -> list[dict]:
+    """Every row of ``collection`` (none if it is missing), with ``fields``; the store closed."""
     client = connect(target)
     try:
         if not client.has_collection(collection):
@@ -88,7 +89,7 @@ def _query_all(target: MilvusTarget, collection: str, fields: list[str], key: st
 
 def snapshot(target: MilvusTarget) -> Snapshot:
     """Every row of the target's collection."""
-    rows = _query_all(
+    rows = query_all(
         target,
         target.collection,
         ["id", "text", "document_id", "chunk_index", "metadata", "vector"],
@@ -118,7 +119,7 @@ def checksum(rows: Snapshot) -> str:
 
 def manifest(target: MilvusTarget) -> dict[str, tuple[str, str, int]]:
     """The sync manifest of the target: document id -> (scope, content hash, chunk count)."""
-    entries = _query_all(
+    entries = query_all(
         target,
         manifest_target(target).collection,
         ["document_id", "scope", "content_hash", "chunk_count"],

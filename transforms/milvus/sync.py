@@ -608,7 +608,21 @@ class _CompleteFn(_MilvusFn):
             )
 
 
-class PlanSync(beam.PTransform):
+class _SyncStep(beam.PTransform):
+    """What both halves of a sync are given: the collection, its manifest, the scope, the
+    retry policy."""
+
+    def __init__(
+        self, target: MilvusTarget, manifest: MilvusTarget, scope: str, config: WriteConfig
+    ) -> None:
+        super().__init__()
+        self._target = target
+        self._manifest = manifest
+        self._scope = scope
+        self._config = config
+
+
+class PlanSync(_SyncStep):
     """Documents → the ones to write, marked pending; deletes those gone from the scope.
 
     Apply it to the documents read; chunk, embed and write its main output
@@ -653,13 +667,9 @@ class PlanSync(beam.PTransform):
         allow_empty_scope: bool = False,
         dry_run: bool = False,
     ) -> None:
-        super().__init__()
-        self._target = target
-        self._manifest = manifest
-        self._scope = scope
+        super().__init__(target, manifest, scope, config)
         self._salt = salt
         self._ranges = list(ranges)
-        self._config = config
         self._allow_empty_scope = allow_empty_scope
         self._dry_run = dry_run
 
@@ -698,7 +708,7 @@ class PlanSync(beam.PTransform):
         ).with_outputs(_HASHES, DEAD_LETTERS, main="documents")
 
 
-class CompleteSync(beam.PTransform):
+class CompleteSync(_SyncStep):
     """Ends a sync per document: stale rows deleted, then its manifest entry completed.
 
     Apply it to a dict of three PCollections keyed by document id:
@@ -720,11 +730,7 @@ class CompleteSync(beam.PTransform):
         config: WriteConfig = WriteConfig(),
         new_collection: bool = False,
     ) -> None:
-        super().__init__()
-        self._target = target
-        self._manifest = manifest
-        self._scope = scope
-        self._config = config
+        super().__init__(target, manifest, scope, config)
         self._new_collection = new_collection
 
     def expand(self, sides: Mapping[str, beam.PCollection[tuple[str, str]]]) -> pvalue.PCollection:
