@@ -127,6 +127,7 @@ def test_a_collection_that_was_there_is_kept_when_a_run_writes_nothing(
     assert done.returncode == RUN_FAILED_STATUS
     assert last_line(done).startswith("error: read 1 record and wrote none: 1 dead-lettered")
     assert "text field 'text' is missing" in last_line(done)
+    assert "its fields of text: 'body'; name one with --text_field" in last_line(done)
     shown = inspect_json(store, "--collection", "notes")
     assert shown["rows"] == 2  # kept, with the first run's rows
     run = shown["last_run"]

@@ -302,6 +302,15 @@ def _kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+def _text_field_advice(fields: Mapping[str, Any]) -> str:
+    """Where a record's text may be, when none is where the run looked: its fields of text."""
+    named = [repr(str(name)) for name, value in fields.items() if isinstance(value, str)]
+    if not named:
+        return " (the record has no field of text)"
+    shown = ", ".join(named[:5]) + (", …" if len(named) > 5 else "")
+    return f" (its fields of text: {shown}; name one with --text_field or source.text_fields)"
+
+
 def to_document(
     fields: Mapping[str, Any], where: str, config: SourceConfig, *, raw: object = ""
 ) -> Document | DeadLetter:
@@ -338,6 +347,8 @@ def to_document(
         else:
             listed = ", ".join(repr(n) for n in names)
             reason = f"text fields {listed} are all missing or empty; one must be non-empty text"
+        if all(fields.get(name) is None for name in names):
+            reason += _text_field_advice(fields)
         return DeadLetter.of(_STAGE, where, reason, raw)
     text = _clean_text(config.text_separator.join(texts), config)
     if text is None:
