@@ -302,6 +302,40 @@ def test_a_folder_of_markdown_and_a_jsonl_ingest_with_flags_only(
     assert report["dead_letter_path"].startswith(str(tmp_path / "work" / "dead_letters" / "notes"))
 
 
+def test_format_id_and_several_text_fields_from_flags_only(
+    tmp_path: pathlib.Path, demo_model: str
+) -> None:
+    """A JSONL export named ``.txt`` (read as one text file unless ``--format jsonl``), ids in
+    ``key`` and the text in ``title`` and ``body``: each record one document, its id the key,
+    its text both fields, the rest of its fields its metadata (``--metadata_fields '*'``)."""
+    records = [{"key": f"k{i}", "lang": "en", **record} for i, record in enumerate(RECORDS)]
+    with open(tmp_path / "export.txt", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(record) + "\n" for record in records)
+    done = run_entry(
+        "pipelines.ingest",
+        ["--input", "export.txt", "--format", "jsonl", "--id_field", "key",
+         "--text_field", "title,body", "--metadata_fields", "*", "--model", demo_model,
+         "--milvus_uri", "export.db", "--collection", "export"],
+        tmp_path,
+    )  # fmt: skip
+    report = _report(done)
+    assert report["documents_read"] == len(records) and report["dead_lettered"] == 0
+    client = connect(MilvusTarget.lite(str(tmp_path / "export.db"), "export"))
+    try:
+        client.load_collection("export")
+        rows = client.query(
+            "export", filter="chunk_index >= 0", output_fields=["document_id", "text", "metadata"]
+        )
+    finally:
+        client.close()
+    by_id = {row["document_id"]: row for row in rows}
+    assert sorted(by_id) == ["k0", "k1", "k2"] and len(rows) == 3
+    for record in records:
+        row = by_id[record["key"]]
+        assert record["title"] in row["text"] and record["body"] in row["text"]
+        assert row["metadata"] == {"lang": "en"}
+
+
 def test_a_config_works_from_any_folder(tmp_path: pathlib.Path, demo_model: str) -> None:
     project = tmp_path / "project"
     _write_notes(project)
