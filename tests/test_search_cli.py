@@ -19,13 +19,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import DEMO_MODEL
 from transforms.config import IndexConfig, MilvusTarget, WriteConfig
 from transforms.embedding.model import StaticEmbedder
 from transforms.milvus.client import close_embedded, connect
-from transforms.milvus.collection import prepare_collection
+from transforms.milvus.collection import finish_collection, prepare_collection
 
 TIMEOUT_S = 300.0
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -292,15 +293,32 @@ def test_a_wrong_filter_or_search_params_is_one_line(filled, tmp_path) -> None:
         assert line.startswith(expected), line
 
 
-def test_search_params_reach_the_index(lite_uri, collection_name, tmp_path) -> None:
-    target = _target(lite_uri, collection_name)
+@pytest.mark.parametrize("milvus_kind", ["milvus_server"], indirect=True)
+def test_search_params_reach_the_index(milvus_uri, collection_name, tmp_path) -> None:
+    """``--search_params`` is what the server searches with: an HNSW ``ef`` of 16 answers,
+    one below ``top_k`` is refused by Milvus 2.3.5's index (``ef`` must be at least ``k``),
+    in one line. The index is built only for segments of 1,024 rows or more, so 2,000
+    random rows join the five documents, and the run waits for the index."""
+    target = _target(milvus_uri, collection_name)
     embedder = StaticEmbedder.load(DEMO_MODEL)
-    config = WriteConfig(index=IndexConfig(index_type="HNSW"))
-    prepare_collection(target, dim=embedder.dim, fingerprint=embedder.fingerprint(), config=config)
+    config = WriteConfig(index=IndexConfig(index_type="HNSW"), wait_for_index=True)
+    state = prepare_collection(
+        target, dim=embedder.dim, fingerprint=embedder.fingerprint(), config=config
+    )
+    random = np.random.default_rng(7).normal(size=(2000, embedder.dim)).astype(np.float32)
+    filler = [
+        {**_rows(embedder)[0], "id": f"filler-{i}", "document_id": f"filler-{i}",
+         "vector": (v / np.linalg.norm(v)).tolist()}
+        for i, v in enumerate(random)
+    ]  # fmt: skip
     client = connect(target)
-    client.insert(target.collection, _rows(embedder))
+    client.insert(target.collection, _rows(embedder) + filler)
     client.close()
-    close_embedded(target)
+    finish_collection(target, state, rows_upserted=len(DOCS) + len(filler), config=config)
     flags = [*_flags(target), "--query", "import a module", "--top_k", "2"]
     (answer,) = jsonl(search([*flags, "--search_params", '{"ef": 16}'], tmp_path))
     assert answer["hits"][0]["document_id"] == "imports"
+    refused = search([*flags, "--search_params", '{"ef": 1}'], tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    (line,) = error_lines(refused)
+    assert line.startswith("error: ") and "ef" in line, line
