@@ -53,7 +53,13 @@ from transforms.milvus.collection import (
     manifest_target,
     plan_collection,
 )
-from transforms.milvus.sync import PlanSync, count_scope, manifest_ranges, sync_salt
+from transforms.milvus.sync import (
+    PlanSync,
+    count_scope,
+    manifest_ranges,
+    read_timestamp,
+    sync_salt,
+)
 from transforms.text import ChunkDocuments
 from transforms.text.chunking import chunk_document
 from transforms.text.tokenizer import ChunkingTokenizer
@@ -222,6 +228,7 @@ def plan_sync(
     target = settings.target
     manifest = manifest_target(target)
     store_exists = target.is_remote or os.path.exists(target.uri)
+    read_at = read_timestamp(manifest) if store_exists else None
     entries = count_scope(manifest, settings.scope or "") if store_exists else 0
     pipeline = beam.Pipeline(runner=engines.make_runner(options), options=options)
     documents = pipeline | "ReadDocuments" >> ReadDocuments(settings.source)
@@ -233,6 +240,7 @@ def plan_sync(
             model_fingerprint=fingerprint, chunking=settings.chunking, write=settings.write
         ),
         ranges=manifest_ranges(entries) if entries else [],
+        read_at=read_at,
         dry_run=True,
     )
     changed = plan["changed"]

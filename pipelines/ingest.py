@@ -77,6 +77,7 @@ from transforms.milvus.sync import (
     count_scope,
     ensure_manifest,
     manifest_ranges,
+    read_timestamp,
     sync_salt,
 )
 from transforms.progress import ReportProgress
@@ -106,6 +107,7 @@ def build_pipeline(
     target: MilvusTarget | None = None,
     progress_address: str | None = None,
     manifest_ranges: Sequence[tuple[int, int]] | None = None,
+    manifest_read_at: int | None = None,
     new_collection: bool = False,
 ) -> None:
     """Adds the ingestion steps to ``pipeline``.
@@ -119,7 +121,9 @@ def build_pipeline(
     In ``sync`` mode (:mod:`transforms.milvus.sync`) the manifest must be
     ready too (``ensure_manifest``), and ``manifest_ranges`` are the bucket
     ranges its entries are read by (one range that splits itself if None;
-    none for a scope with no entry, whose documents are all added);
+    none for a scope with no entry, whose documents are all added),
+    ``manifest_read_at`` the server timestamp its reads wait for
+    (``read_timestamp``; None: ``Strong`` reads);
     ``new_collection`` says the run made the collection, which then holds no
     row to delete.
     """
@@ -138,6 +142,7 @@ def build_pipeline(
                 write=settings.write,
             ),
             ranges=[(0, BUCKETS)] if manifest_ranges is None else manifest_ranges,
+            read_at=manifest_read_at,
             config=settings.write,
             allow_empty_scope=settings.allow_empty_scope,
         )
@@ -405,7 +410,7 @@ def _run(
             # Incomplete from before the first row is written until the run completes.
             mark_run(target, record, settings.write)
             run_state.target, run_state.state = target, state
-        ranges = None
+        ranges, read_at = None, None
         if _syncing(settings) and not template:
             assert settings.scope is not None
             manifest = manifest_target(target)
@@ -413,6 +418,7 @@ def _run(
                 # A manifest left by a collection dropped by hand describes rows gone with it.
                 drop_manifest(target)
             ensure_manifest(manifest)
+            read_at = read_timestamp(manifest)  # before counting: the reads see what it counts
             entries = count_scope(manifest, settings.scope)
             ranges = manifest_ranges(entries) if entries else []
         build_pipeline(
@@ -422,6 +428,7 @@ def _run(
             target,
             progress_address=live.address,
             manifest_ranges=ranges,
+            manifest_read_at=read_at,
             new_collection=state.created,
         )
         result = pipeline.run()

@@ -117,7 +117,9 @@ def corpus(version: str) -> Records:
     deleted, n.jsonl (250 documents) added. ``C`` from ``B``: 0 and 4 and half
     of 1 are back to ``A``, the other half of 1 shrinks to a few words, 2 is
     back to its ``A`` title, 5 gets a new text; p7 is back as in ``A``; half
-    of n.jsonl is deleted, m.jsonl (300 documents) added.
+    of n.jsonl is deleted, m.jsonl (300 documents, and 2,500 of a few words)
+    added. A sync from ``C`` to ``B`` deletes about 3,100 documents: 13 batches,
+    a window the ``deleting`` kill point can be seen in (the deletes come last).
     """
     assert version in ("A", "B", "C"), version
     files = _version_a()
@@ -162,7 +164,7 @@ def corpus(version: str) -> Records:
         out["m.jsonl"] = [
             {"id": f"m-{i}", "text": _words(rng, 300), "title": f"more {i}", "tags": []}
             for i in range(300)
-        ]
+        ] + [{"id": f"m-short-{i}", "text": _words(rng, 6)} for i in range(2500)]
     return out
 
 

@@ -4,9 +4,11 @@ The end-to-end behaviour on every kind of Milvus is in tests/test_sync.py,
 crashes in tests/test_sync_crash.py; here, what each of those relies on:
 a hash that changes with everything that makes a document's rows and with
 nothing else, a scope named by the inputs, bucket ranges that cover every
-bucket once, a manifest read that splits a range Milvus would truncate, and
-a document id too long to store, dead-lettered once with the counts adding
-up. A few seconds, on embedded Milvus Lite.
+bucket once, a manifest read that splits a range Milvus would truncate, a
+plan that compares each document with its stored entry (looked up by id,
+in batches, as of the launcher's timestamp) and finds the gone ones, and a
+document id too long to store, dead-lettered once with the counts adding
+up. Seconds, mostly on embedded Milvus Lite.
 """
 
 from __future__ import annotations
@@ -15,24 +17,30 @@ import dataclasses
 import itertools
 import json
 import pathlib
+from typing import Any
 
+import apache_beam as beam
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import write_jsonl
 from tests.test_exit_codes import ingest
-from transforms import MilvusTarget
+from transforms import MilvusTarget, metrics
 from transforms.config import ChunkingConfig, TextOverflow, WriteConfig
 from transforms.milvus.client import close_embedded, connect
 from transforms.milvus.collection import manifest_target
 from transforms.milvus.sync import (
     BUCKETS,
+    PlanSync,
     ReadManifest,
     content_hash,
+    count_scope,
     default_scope,
     ensure_manifest,
     manifest_ranges,
+    read_timestamp,
     sync_salt,
 )
 from transforms.milvus.sync import _entry as manifest_entry
@@ -108,12 +116,90 @@ def test_a_manifest_read_splits_a_range_that_milvus_would_truncate(
         client.release_collection(manifest.collection)
     finally:
         client.close()
-    expected = [(f"d{i}", (f"h{i}", i % 7)) for i in range(300)]
+    expected = [(f"d{i}", i % 7) for i in range(300)]
 
     with TestPipeline(runner="FnApiRunner") as pipeline:
         read = pipeline | ReadManifest(manifest, "mine", [(0, BUCKETS)])
         assert_that(read, equal_to(expected))
     close_embedded(target)
+
+
+def test_a_plan_compares_each_document_with_its_stored_entry(
+    milvus_kind: str, milvus_target: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unchanged documents are dropped, edited and new ones kept with the rows stored, an
+    entry of another scope or one left pending counts as a change, and an entry whose
+    document was not read is gone. The entries are looked up three documents a query,
+    so a bundle takes several; every read waits for the launcher's timestamp, so the
+    entries written just before it are seen (the server gives one, Milvus Lite none)."""
+    from transforms.milvus import sync
+
+    monkeypatch.setattr(sync, "_DOCUMENTS_PER_LOOKUP", 3)
+    target = milvus_target("plan")
+    manifest = manifest_target(target)
+    ensure_manifest(manifest)
+    same = [Document(f"same{i}", f"text {i}") for i in range(7)]
+    edited = Document("edited", "new text")
+    theirs = Document("theirs", "their text")
+    pending = Document("pending", "pending text")
+    added = Document("added", "a new document")
+    client = connect(manifest)
+    try:
+        client.upsert(
+            manifest.collection,
+            [manifest_entry(d.id, "mine", content_hash(d, SALT), 2) for d in same]
+            + [
+                manifest_entry("edited", "mine", content_hash(Document("edited", "old"), SALT), 5),
+                manifest_entry("theirs", "theirs", content_hash(theirs, SALT), 1),
+                manifest_entry("pending", "mine", "", 0),
+                manifest_entry("gone", "mine", "h", 4),
+            ],
+        )
+    finally:
+        client.close()
+    read_at = read_timestamp(manifest)
+    assert (read_at is None) == (milvus_kind != "milvus_server")
+    entries = count_scope(manifest, "mine")
+    assert entries == 10
+
+    pipeline = TestPipeline(runner="FnApiRunner")
+    plan = (
+        pipeline
+        | beam.Create([*same, edited, theirs, pending, added])
+        | PlanSync(
+            target,
+            manifest,
+            scope="mine",
+            salt=SALT,
+            ranges=manifest_ranges(entries),
+            read_at=read_at,
+            dry_run=True,
+        )
+    )
+    changed = plan["changed"] | beam.Map(
+        lambda p: (p[0].id, p[1] == content_hash(p[0], SALT), p[2])
+    )
+    assert_that(
+        changed,
+        equal_to(
+            [("edited", True, 5), ("theirs", True, 0), ("pending", True, 0), ("added", True, 0)]
+        ),
+        label="Changed",
+    )
+    assert_that(plan["gone"], equal_to([("gone", 4)]), label="Gone")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counted = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))[
+            "counters"
+        ]
+    }
+    assert counted[metrics.DOCUMENTS_UNCHANGED] == 7
+    assert counted[metrics.DOCUMENTS_UPDATED] == 2  # edited, pending
+    assert counted[metrics.DOCUMENTS_ADDED] == 2  # theirs (now this scope's), added
+    if milvus_kind == "lite":
+        close_embedded(target)
 
 
 def test_a_document_id_too_long_to_store_is_dead_lettered_once_and_counted(

@@ -13,14 +13,24 @@ Per run, as Beam steps (see :class:`PlanSync` and :class:`CompleteSync`):
 1. Each document read gets a content hash: its text and metadata, the
    chunking settings and the model fingerprint (:func:`content_hash`), so a
    change of any of them changes it.
-2. The manifest entries of the run's scope are read in parallel, by ranges of
-   a bucket number stored with each entry (:class:`ReadManifest`): no worker,
-   and not the launcher, holds the whole manifest; a worker holds one query's
-   answer at a time (at most 16,384 entries of about 100 bytes).
-3. Both are grouped by document id (``CoGroupByKey``, which the runner
-   spreads over workers): equal hashes are *unchanged* and skipped before
-   chunking and embedding; a document without an entry is *added*, one with
-   another hash *updated*, an entry without a document *deleted*.
+2. Each document's stored entry is looked up by its id (the manifest's
+   primary key), a batch of documents per query, on the worker that read
+   it: equal hashes are *unchanged* and dropped before chunking and
+   embedding; a document without an entry of the scope is *added*, one with
+   another hash *updated*. No text is shuffled.
+3. The entries of the run's scope are read in parallel, ids and row counts
+   only, by ranges of a bucket number stored with each entry
+   (:class:`ReadManifest`), and grouped by id with the ids of the documents
+   read (``CoGroupByKey``, which the runner spreads over workers): an entry
+   whose document was not read is *deleted*. No worker, and not the
+   launcher, holds the whole manifest; a worker holds one query's answer at
+   a time (at most 16,384 entries of about 100 bytes).
+
+Every read waits for one server timestamp taken by the launcher before the
+run (:func:`read_timestamp`): it sees every write made before the run, and
+costs what a bounded read costs, where a ``Strong`` read waits for the
+server's next time tick (about 200 ms on Milvus 2.3.5) on every query.
+
 4. Before any row of a document is written or deleted, its entry is marked
    *pending* (an empty hash); the rows are upserted (ids are deterministic);
    then the document's rows that this run did not write are deleted, and
@@ -82,6 +92,7 @@ __all__ = [
     "default_scope",
     "ensure_manifest",
     "manifest_ranges",
+    "read_timestamp",
     "sync_salt",
 ]
 
@@ -101,6 +112,9 @@ BUCKETS = 1 << 20
 _QUERY_LIMIT = 16384  # Milvus answers at most this many rows per query
 _ENTRIES_PER_READ = 4096  # planned entries per manifest read; a read splits if it hits the limit
 _DOCUMENTS_PER_CALL = 256  # documents per manifest upsert and per delete
+_DOCUMENTS_PER_LOOKUP = 1024  # documents whose entries one query looks up, at most
+_ID_BYTES_PER_LOOKUP = 256 * 1024  # bytes of ids in one look-up expression, at most
+_TEXT_BYTES_PER_LOOKUP = 64 * 1024 * 1024  # text a look-up holds back while it waits, at most
 _IDS_PER_DELETE = 4096  # chunk ids kept per delete expression at most
 
 
@@ -229,6 +243,35 @@ def count_scope(manifest: MilvusTarget, scope: str) -> int:
         client.close()
 
 
+def read_timestamp(manifest: MilvusTarget) -> int | None:
+    """A server timestamp for a run's manifest reads to wait for; None on Milvus Lite.
+
+    Call it on the launcher before the run. A read given it (``Customized``
+    consistency with this ``guarantee_timestamp``) sees every write made
+    before the call, as a ``Strong`` read would, without waiting for the
+    server's next time tick on every query. Milvus Lite has no timestamps to
+    give (the call is not implemented there and logs an error), and its
+    reads need no wait: None, and the reads are ``Strong``.
+    """
+    client = connect(manifest)
+    try:
+        if is_milvus_lite(client, manifest):
+            return None
+        # pymilvus has no public call for the server's AllocTimestamp; its gRPC handler does.
+        handler = getattr(client, "_get_connection", None)
+        timestamp = int(handler().alloc_timestamp()) if handler is not None else 0
+        return timestamp or None  # 0: the server does not implement the call
+    finally:
+        client.close()
+
+
+def _consistency(read_at: int | None) -> dict[str, Any]:
+    """The query arguments of a read that sees every write before ``read_at``."""
+    if read_at is None:
+        return {"consistency_level": "Strong"}
+    return {"consistency_level": "Customized", "guarantee_timestamp": read_at}
+
+
 def manifest_ranges(entries: int) -> list[tuple[int, int]]:
     """Bucket ranges ``[lo, hi)`` that split a scope of ``entries`` entries for parallel reads."""
     reads = max(1, math.ceil(entries / _ENTRIES_PER_READ))
@@ -292,14 +335,17 @@ def _not_loaded(error: BaseException) -> bool:
 
 
 class _ReadManifestFn(_MilvusFn):
-    """Reads the scope's entries of one bucket range: ``(document id, (hash, rows))``."""
+    """Reads the scope's entries of one bucket range: ``(document id, rows stored)``."""
 
-    def __init__(self, manifest: MilvusTarget, scope: str, config: WriteConfig) -> None:
+    def __init__(
+        self, manifest: MilvusTarget, scope: str, config: WriteConfig, read_at: int | None
+    ) -> None:
         super().__init__(manifest, config)
         self._scope = scope
+        self._read_at = read_at
         self._read = metrics.counter(metrics.MANIFEST_ENTRIES_READ)
 
-    def process(self, bounds: tuple[int, int]) -> Iterator[tuple[str, tuple[str, int]]]:
+    def process(self, bounds: tuple[int, int]) -> Iterator[tuple[str, int]]:
         lo, hi = bounds
         expression = (
             f"{_scope_filter(self._scope)} and {FIELD_BUCKET} >= {lo} and {FIELD_BUCKET} < {hi}"
@@ -309,9 +355,9 @@ class _ReadManifestFn(_MilvusFn):
             lambda: self._client.query(
                 self._target.collection,
                 filter=expression,
-                output_fields=[FIELD_DOCUMENT_ID, FIELD_CONTENT_HASH, FIELD_CHUNK_COUNT],
+                output_fields=[FIELD_DOCUMENT_ID, FIELD_CHUNK_COUNT],
                 limit=_QUERY_LIMIT,
-                consistency_level="Strong",
+                **_consistency(self._read_at),
             ),
             reads=self._target.collection,
         )
@@ -327,18 +373,19 @@ class _ReadManifestFn(_MilvusFn):
             return
         self._read.inc(len(entries))
         for entry in entries:
-            stored = (str(entry[FIELD_CONTENT_HASH]), int(entry[FIELD_CHUNK_COUNT]))
-            yield str(entry[FIELD_DOCUMENT_ID]), stored
+            yield str(entry[FIELD_DOCUMENT_ID]), int(entry[FIELD_CHUNK_COUNT])
 
 
 class ReadManifest(beam.PTransform):
-    """The manifest entries of a scope, read in parallel: ``(document id, (hash, rows))``.
+    """The manifest entries of a scope, read in parallel: ``(document id, rows stored)``.
 
     Args:
       manifest: The manifest collection.
       scope: The scope whose entries to read.
       ranges: Bucket ranges to read one by one (:func:`manifest_ranges`).
       config: The retry policy of the reads.
+      read_at: The server timestamp the reads wait for (:func:`read_timestamp`);
+        None: ``Strong`` reads.
     """
 
     def __init__(
@@ -347,68 +394,129 @@ class ReadManifest(beam.PTransform):
         scope: str,
         ranges: Sequence[tuple[int, int]],
         config: WriteConfig = WriteConfig(),
+        read_at: int | None = None,
     ) -> None:
         super().__init__()
         self._manifest = manifest
         self._scope = scope
         self._ranges = list(ranges)
         self._config = config
+        self._read_at = read_at
 
-    def expand(self, pbegin: pvalue.PBegin) -> beam.PCollection[tuple[str, tuple[str, int]]]:
+    def expand(self, pbegin: pvalue.PBegin) -> beam.PCollection[tuple[str, int]]:
         return (
             pbegin
             | "BucketRanges" >> beam.Create(self._ranges)
             | "SpreadRanges" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadManifestFn(self._manifest, self._scope, self._config))
+            | "Read"
+            >> beam.ParDo(_ReadManifestFn(self._manifest, self._scope, self._config, self._read_at))
         )
 
 
-_CURRENT = "current"
+_READ = "read"
 _STORED = "stored"
 _GONE = "gone"
 _HASHES = "hashes"
 
 
-class _PlanFn(beam.DoFn):
-    """Sorts one document id: unchanged (dropped), added or updated (written), or gone.
+class _CompareStoredFn(_MilvusFn):
+    """Compares documents with their stored entries, looked up by id a batch at a time.
 
-    Emits ``(document, hash, rows stored)`` to write, and ``(document id, rows
-    stored)`` on ``gone``.
+    Drops the unchanged; emits ``(document, hash, rows stored)`` of each
+    added or updated. An entry of another scope counts as none: the
+    document is written again, and its entry becomes this scope's.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, manifest: MilvusTarget, scope: str, config: WriteConfig, read_at: int | None
+    ) -> None:
+        super().__init__(manifest, config)
+        self._scope = scope
+        self._read_at = read_at
+        self._buffer: list[tuple[Document, str, Any, Any]] = []
+        self._id_bytes = 0
+        self._text_bytes = 0
         self._added = metrics.counter(metrics.DOCUMENTS_ADDED)
         self._updated = metrics.counter(metrics.DOCUMENTS_UPDATED)
         self._unchanged = metrics.counter(metrics.DOCUMENTS_UNCHANGED)
 
+    def start_bundle(self) -> None:
+        self._buffer, self._id_bytes, self._text_bytes = [], 0, 0
+
     def process(
-        self, grouped: tuple[str, Mapping[str, Iterable[Any]]]
-    ) -> Iterator[tuple[Document, str, int] | pvalue.TaggedOutput]:
-        document_id, sides = grouped
-        current = list(sides[_CURRENT])
-        stored = list(sides[_STORED])
-        digest, rows = stored[0] if stored else (None, 0)
-        if not current:
-            yield pvalue.TaggedOutput(_GONE, (document_id, rows))
+        self,
+        hashed: tuple[Document, str],
+        timestamp: Any = beam.DoFn.TimestampParam,
+        window: Any = beam.DoFn.WindowParam,
+    ) -> Iterator[WindowedValue]:
+        document, digest = hashed
+        self._buffer.append((document, digest, timestamp, window))
+        self._id_bytes += len(document.id.encode("utf-8", "surrogatepass")) + 4
+        self._text_bytes += len(document.text)
+        if (
+            len(self._buffer) >= _DOCUMENTS_PER_LOOKUP
+            or self._id_bytes >= _ID_BYTES_PER_LOOKUP
+            or self._text_bytes >= _TEXT_BYTES_PER_LOOKUP
+        ):
+            yield from self._compare()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        yield from self._compare()
+
+    def _compare(self) -> Iterator[WindowedValue]:
+        batch, self._buffer, self._id_bytes, self._text_bytes = self._buffer, [], 0, 0
+        if not batch:
             return
-        for document, new_digest in current:
-            if digest == new_digest and len(current) == 1:
+        ids = list(dict.fromkeys(document.id for document, _, _, _ in batch))
+        found = self._call(
+            "Looking up stored hashes",
+            lambda: self._client.query(
+                self._target.collection,
+                filter=_in(FIELD_DOCUMENT_ID, ids),
+                output_fields=[
+                    FIELD_DOCUMENT_ID,
+                    FIELD_SCOPE,
+                    FIELD_CONTENT_HASH,
+                    FIELD_CHUNK_COUNT,
+                ],
+                limit=len(ids),
+                **_consistency(self._read_at),
+            ),
+            reads=self._target.collection,
+        )
+        stored = {
+            str(entry[FIELD_DOCUMENT_ID]): (
+                str(entry[FIELD_CONTENT_HASH]),
+                int(entry[FIELD_CHUNK_COUNT]),
+            )
+            for entry in found
+            if entry[FIELD_SCOPE] == self._scope
+        }
+        for document, digest, timestamp, window in batch:
+            stored_digest, rows = stored.get(document.id, (None, 0))
+            if digest == stored_digest:
                 self._unchanged.inc()
                 continue
-            (self._updated if stored else self._added).inc()
-            yield document, new_digest, rows
+            (self._updated if stored_digest is not None else self._added).inc()
+            yield WindowedValue((document, digest, rows), timestamp, (window,))
+
+
+def _gone(grouped: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[tuple[str, int]]:
+    """``(document id, rows stored)`` of an entry whose document the run did not read."""
+    document_id, sides = grouped
+    if not any(True for _ in sides[_READ]):
+        for rows in sides[_STORED]:
+            yield document_id, rows
 
 
 class _AddedFn(beam.DoFn):
-    """What :class:`_PlanFn` makes of documents when the scope has no entry: all added."""
+    """What :class:`_CompareStoredFn` makes of documents when the scope has no entry: all added."""
 
     def __init__(self) -> None:
         self._added = metrics.counter(metrics.DOCUMENTS_ADDED)
 
-    def process(
-        self, keyed: tuple[str, tuple[Document, str]]
-    ) -> Iterator[tuple[Document, str, int]]:
-        _, (document, digest) = keyed
+    def process(self, hashed: tuple[Document, str]) -> Iterator[tuple[Document, str, int]]:
+        document, digest = hashed
         self._added.inc()
         yield document, digest, 0
 
@@ -643,13 +751,16 @@ class PlanSync(_SyncStep):
       salt: :func:`sync_salt` of the run.
       ranges: The bucket ranges to read the scope's entries by
         (:func:`manifest_ranges` of :func:`count_scope`); none when the scope
-        has no entry: every document is then added, without reading or
-        grouping.
+        has no entry: every document is then added, without looking up,
+        reading or grouping anything.
+      read_at: The server timestamp every read of the manifest waits for
+        (:func:`read_timestamp`, taken before the run); None: ``Strong``
+        reads, each waiting for the server's next time tick.
       config: The retry policy.
       allow_empty_scope: Delete the scope's documents even when no document
         was read.
-      dry_run: Only plan: write and delete nothing, and return the plan,
-        whose main output is ``(document, hash, rows stored)`` of each
+      dry_run: Only plan: write and delete nothing, and return the plan, a
+        dict whose ``changed`` is ``(document, hash, rows stored)`` of each
         document to write and whose ``gone`` is ``(document id, rows
         stored)`` of each to delete (``documents_added``,
         ``documents_updated`` and ``documents_unchanged`` are counted).
@@ -663,6 +774,7 @@ class PlanSync(_SyncStep):
         scope: str,
         salt: str,
         ranges: Sequence[tuple[int, int]],
+        read_at: int | None = None,
         config: WriteConfig = WriteConfig(),
         allow_empty_scope: bool = False,
         dry_run: bool = False,
@@ -670,40 +782,54 @@ class PlanSync(_SyncStep):
         super().__init__(target, manifest, scope, config)
         self._salt = salt
         self._ranges = list(ranges)
+        self._read_at = read_at
         self._allow_empty_scope = allow_empty_scope
         self._dry_run = dry_run
 
-    def expand(self, documents: beam.PCollection[Document]) -> pvalue.DoOutputsTuple:
+    def expand(
+        self, documents: beam.PCollection[Document]
+    ) -> pvalue.DoOutputsTuple | dict[str, beam.PCollection]:
         salt = self._salt
-        current = documents | "Hash" >> beam.Map(lambda d: (d.id, (d, content_hash(d, salt))))
+        hashed = documents | "Hash" >> beam.Map(lambda d: (d, content_hash(d, salt)))
         if self._ranges:
-            stored = documents.pipeline | "ReadManifest" >> ReadManifest(
-                self._manifest, self._scope, self._ranges, self._config
+            changed = hashed | "CompareWithStored" >> beam.ParDo(
+                _CompareStoredFn(self._manifest, self._scope, self._config, self._read_at)
             )
-            plan = (
-                {_CURRENT: current, _STORED: stored}
+            gone = (
+                {
+                    _READ: documents | "DocumentIds" >> beam.Map(lambda d: (d.id, None)),
+                    _STORED: documents.pipeline
+                    | "ReadManifest"
+                    >> ReadManifest(
+                        self._manifest, self._scope, self._ranges, self._config, self._read_at
+                    ),
+                }
                 | "ByDocumentId" >> beam.CoGroupByKey()
-                | "Compare" >> beam.ParDo(_PlanFn()).with_outputs(_GONE, main="changed")
+                | "NotRead" >> beam.FlatMap(_gone)
             )
         else:
             # No entry in the scope (a first sync): every document is added and none is
-            # gone, with no manifest read and no grouping (not even a connection, so that
-            # a dry run makes no Lite store).
-            plan = current | "AllAdded" >> beam.ParDo(_AddedFn()).with_outputs(
-                _GONE, main="changed"
-            )
+            # gone, with nothing looked up, read or grouped (not even a connection, so
+            # that a dry run makes no Lite store).
+            changed = hashed | "AllAdded" >> beam.ParDo(_AddedFn())
+            gone = documents.pipeline | "NoneGone" >> beam.Create([])
         if self._dry_run:
-            return plan
-        documents_read = beam.pvalue.AsSingleton(
-            documents | "CountRead" >> beam.combiners.Count.Globally()
-        )
-        _ = plan[_GONE] | "DeleteGone" >> beam.ParDo(
-            _DeleteGoneFn(
-                self._target, self._manifest, self._scope, self._config, self._allow_empty_scope
-            ),
-            documents_read,
-        )
-        return plan["changed"] | "MarkPending" >> beam.ParDo(
+            return {"changed": changed, _GONE: gone}
+        if self._ranges:
+            documents_read = beam.pvalue.AsSingleton(
+                documents | "CountRead" >> beam.combiners.Count.Globally()
+            )
+            _ = gone | "DeleteGone" >> beam.ParDo(
+                _DeleteGoneFn(
+                    self._target,
+                    self._manifest,
+                    self._scope,
+                    self._config,
+                    self._allow_empty_scope,
+                ),
+                documents_read,
+            )
+        return changed | "MarkPending" >> beam.ParDo(
             _MarkPendingFn(self._manifest, self._scope, self._config)
         ).with_outputs(_HASHES, DEAD_LETTERS, main="documents")
 
