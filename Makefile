@@ -127,9 +127,13 @@ run-dataflow: install-gcp ## Ingest with configs/dataflow.yaml on Dataflow (GCP_
 		--temp_location=gs://$(GCS_BUCKET)/tmp --staging_location=gs://$(GCS_BUCKET)/staging \
 		--dead_letter_path=gs://$(GCS_BUCKET)/dead_letters/dl $(INGEST_FLAGS) $(RUNNER_FLAGS)
 
-bench: install-bench ## Benchmark against the limits and the peers, then sync (~30 min; BENCH_FLAGS, SYNC_BENCH_FLAGS)
+RECALL_BENCH_FLAGS ?= --sizes 1000,10000
+bench: install-bench ## Benchmark ingestion against the peers, then sync, search, recall and Ctrl-C (~45 min; BENCH_FLAGS, SYNC_BENCH_FLAGS, SEARCH_BENCH_FLAGS, RECALL_BENCH_FLAGS)
 	$(BIN)/python -m bench.run --json work/bench/report.json --markdown work/bench/report.md $(BENCH_FLAGS)
 	$(BIN)/python -m bench.sync --json work/bench/sync.json --markdown work/bench/sync.md $(SYNC_BENCH_FLAGS)
+	$(BIN)/python -m bench.search --json work/bench/search.json --markdown work/bench/search.md $(SEARCH_BENCH_FLAGS)
+	$(BIN)/python -m bench.recall --json work/bench/recall.json --markdown work/bench/recall.md $(RECALL_BENCH_FLAGS)
+	$(BIN)/python -m bench.interrupt --json work/bench/interrupt.json --markdown work/bench/interrupt.md
 
 test: install-test client-venvs $(if $(findstring prism,$(ENGINES)),$(PRISM)) ## Run the tests; the engine tests on the FnApiRunner, and on Prism where Go is
 	$(if $(findstring prism,$(ENGINES)),,@echo "ENGINES=$(ENGINES): the engine tests run without Prism (make prism needs Go)")
