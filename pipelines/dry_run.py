@@ -51,6 +51,7 @@ from transforms.milvus.collection import (
     CollectionMismatchError,
     CollectionPlan,
     manifest_target,
+    physical_target,
     plan_collection,
 )
 from transforms.milvus.sync import (
@@ -225,9 +226,10 @@ def plan_sync(
       ``documents_added``, ``documents_updated``, ``documents_unchanged``,
       ``documents_deleted``, ``chunks_upserted`` and ``chunks_deleted``.
     """
-    target = settings.target
+    store_exists = settings.target.is_remote or os.path.exists(settings.target.uri)
+    # Through an alias, the sync would write the collection it names, and that one's manifest.
+    target = physical_target(settings.target) if store_exists else settings.target
     manifest = manifest_target(target)
-    store_exists = target.is_remote or os.path.exists(target.uri)
     read_at = read_timestamp(manifest) if store_exists else None
     entries = count_scope(manifest, settings.scope or "") if store_exists else 0
     pipeline = beam.Pipeline(runner=engines.make_runner(options), options=options)

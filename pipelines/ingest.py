@@ -404,6 +404,10 @@ def _run(
         state = prepare_collection(
             target, dim=model.dim, fingerprint=model.fingerprint, config=settings.write
         )
+        if state.alias_of is not None:
+            # The run writes the collection the alias names now, even if the alias
+            # moves meanwhile; a sync's manifest is that collection's.
+            target = dataclasses.replace(target, collection=state.alias_of)
         record = RunRecord(run_id=settings.run_id, started=_now())
         template = options.view_as(GoogleCloudOptions).template_location
         if not template:  # a job template runs later, elsewhere: it writes nothing now
@@ -452,8 +456,10 @@ def _run(
         found = counters(result)
         live.finish(found)
         report: dict[str, Any] = {name: found.get(name, 0) for name in _REPORTED}
-        report["collection"] = target.collection
+        report["collection"] = settings.target.collection
         report["uri"] = settings.target.uri
+        if state.alias_of is not None:
+            report["alias_of"] = state.alias_of
         report["created"] = state.created
         report.update(
             finish_collection(

@@ -3,6 +3,7 @@ and what each Milvus refuses that the client lets through."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -23,7 +24,11 @@ from transforms import (
     prepare_collection,
 )
 from transforms.milvus.client import DATA, CheckedStr, connect, error_kind
-from transforms.milvus.collection import FINGERPRINT_PROPERTY
+from transforms.milvus.collection import (
+    FINGERPRINT_PROPERTY,
+    physical_target,
+    plan_collection,
+)
 from transforms.milvus.rows import RowError, build_row
 
 FINGERPRINT = {
@@ -166,6 +171,30 @@ def test_a_count_that_does_not_fit_is_counted_again_before_it_is_believed(
     _insert(target, 5)
     assert finish_collection(target, state, rows_upserted=5)["rows_after"] == 5
     assert counts == [23, 5]
+
+
+def test_a_name_that_is_an_alias_is_written_through_and_never_overwritten(milvus_target) -> None:
+    """An alias names the collection a run writes (``alias_of``); overwrite through it is
+    refused, planned or run, and the collection keeps its rows."""
+    real = milvus_target("real")
+    alias = dataclasses.replace(real, collection=real.collection + "_alias")
+    prepare_collection(real, dim=8, fingerprint=FINGERPRINT)
+    _insert(real, 3)
+    client = connect(real)
+    try:
+        client.create_alias(real.collection, alias.collection)
+    finally:
+        client.close()
+    assert physical_target(alias) == real and physical_target(real) == real
+    state = prepare_collection(alias, dim=8, fingerprint=FINGERPRINT)
+    assert (state.created, state.rows_before, state.alias_of) == (False, 3, real.collection)
+    assert prepare_collection(real, dim=8, fingerprint=FINGERPRINT).alias_of is None
+    overwrite = WriteConfig(mode=WriteMode.OVERWRITE)
+    plan = plan_collection(alias, dim=8, fingerprint=FINGERPRINT, config=overwrite)
+    assert plan.action == "refused" and f"is an alias of '{real.collection}'" in plan.detail
+    with pytest.raises(CollectionMismatchError, match="overwrite would drop"):
+        prepare_collection(alias, dim=8, fingerprint=FINGERPRINT, config=overwrite)
+    assert count_rows(real) == 3
 
 
 def test_text_over_the_field_is_truncated_or_dead_lettered() -> None:

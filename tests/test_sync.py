@@ -37,7 +37,7 @@ from tests.conftest import WORDS, write_jsonl
 from tests.test_exit_codes import ingest as ingest_process
 from transforms.config import MilvusTarget
 from transforms.milvus.client import close_embedded, connect
-from transforms.milvus.collection import manifest_target
+from transforms.milvus.collection import CollectionMismatchError, manifest_target
 from transforms.milvus.sync import default_scope
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -581,3 +581,36 @@ def test_scope_without_sync_mode_is_a_one_line_error(
     )
     assert done.stdout.strip() == ""  # no report: nothing ran
     assert not (tmp_path / "milvus.db").exists()
+
+
+def test_through_an_alias_a_sync_writes_the_collection_it_names_and_overwrite_is_refused(
+    runs: Ingest, tmp_path: pathlib.Path
+) -> None:
+    """Readers may use a collection through an alias (``create_alias``). A run given the
+    alias writes the collection it names, and a sync keeps that collection's manifest, not
+    one named after the alias; ``overwrite`` through an alias is refused (Milvus Lite would
+    drop the aliased collection), and the collection keeps its rows."""
+    notes = write_notes(
+        tmp_path / "notes", {f"a{i}.md": text(40 + i, chunks=1 + i % 2) for i in range(4)}
+    )
+    real = f"{runs.collection}_g1"
+    first = runs.run([notes], collection=real)
+    assert sync_counts(first) == counts(added=4, upserted=6)
+    client = connect(runs.target(real))
+    try:
+        client.create_alias(real, runs.collection)
+    finally:
+        client.close()
+    (notes / "a1.md").write_text(text(77), encoding="utf-8")  # 2 chunks -> 1
+
+    through = runs.run([notes])
+
+    assert (through["collection"], through["alias_of"]) == (runs.collection, real)
+    assert sync_counts(through) == counts(updated=1, unchanged=3, upserted=1, chunks_deleted=1)
+    assert manifest_exists(runs.target(real)) and not manifest_exists(runs.target())
+    rows = snapshot(runs.target(real))
+    assert rows == runs.fresh([notes], "fresh")
+    assert_manifest_matches(manifest(runs.target(real)), rows, through["sync"]["scope"])
+    with pytest.raises(CollectionMismatchError, match=f"is an alias of '{real}': write.mode"):
+        runs.run([notes], mode="overwrite")
+    assert snapshot(runs.target(real)) == rows

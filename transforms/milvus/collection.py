@@ -55,6 +55,7 @@ __all__ = [
     "last_run",
     "manifest_target",
     "mark_run",
+    "physical_target",
     "plan_collection",
     "prepare_collection",
     "require_collection",
@@ -125,11 +126,15 @@ class CollectionState:
       rows_before: Rows in the collection before the run.
       existed: A collection of that name was there before the run (dropped
         and made anew when ``created`` too, in ``overwrite`` mode).
+      alias_of: The collection the name given is an alias of, if it is one:
+        the run writes that collection, the one the alias names when the run
+        starts, whatever the alias names later.
     """
 
     created: bool
     rows_before: int
     existed: bool = False
+    alias_of: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +276,39 @@ def is_milvus_lite(client: Any, target: MilvusTarget) -> bool:
     return str(client.get_server_version()).startswith("milvus_lite")
 
 
+def _alias_of(client: Any, name: str) -> str | None:
+    """The collection ``name`` is an alias of; None when it is a collection's own name.
+
+    ``describe_collection`` of an alias describes the collection it names, on
+    Milvus servers and on Milvus Lite alike.
+    """
+    physical = str(client.describe_collection(name).get("collection_name") or name)
+    return physical if physical != name else None
+
+
+def physical_target(target: MilvusTarget) -> MilvusTarget:
+    """``target`` with the collection its name is an alias of, if it is one.
+
+    Unchanged for a collection's own name, or a name no collection or alias has.
+    """
+    client = connect(target)
+    try:
+        if not client.has_collection(target.collection):
+            return target
+        alias_of = _alias_of(client, target.collection)
+    finally:
+        client.close()
+    return target if alias_of is None else dataclasses.replace(target, collection=alias_of)
+
+
+def _overwrite_through_alias(target: MilvusTarget, alias_of: str) -> str:
+    return (
+        f"{target.describe()} is an alias of {alias_of!r}: write.mode overwrite would drop "
+        f"{alias_of!r} under the readers of the alias (and the alias with it); write to "
+        f"{alias_of!r} by its own name, or to a new collection and move the alias to it."
+    )
+
+
 def prepare_collection(
     target: MilvusTarget,
     *,
@@ -318,6 +356,9 @@ def prepare_collection(
                 "creates it: check the name, or use write.mode: create_if_missing."
             )
         existed = exists
+        alias_of = _alias_of(client, target.collection) if exists else None
+        if alias_of is not None and config.mode is WriteMode.OVERWRITE:
+            raise CollectionMismatchError(_overwrite_through_alias(target, alias_of))
         if exists and config.mode is WriteMode.OVERWRITE:
             _LOGGER.warning("Dropping %s (write.mode: overwrite)", target.describe())
             client.drop_collection(target.collection)
@@ -328,7 +369,10 @@ def prepare_collection(
             return CollectionState(created=True, rows_before=0, existed=existed)
         check_collection(client, target, dim=dim, fingerprint=fingerprint, config=config)
         return CollectionState(
-            created=False, rows_before=_count(client, target.collection), existed=True
+            created=False,
+            rows_before=_count(client, target.collection),
+            existed=True,
+            alias_of=alias_of,
         )
     finally:
         client.close()
@@ -401,6 +445,9 @@ def plan_collection(
                 run,
             )
         if config.mode is WriteMode.OVERWRITE:
+            alias_of = _alias_of(client, target.collection)
+            if alias_of is not None:
+                return CollectionPlan("refused", _overwrite_through_alias(target, alias_of), run)
             return CollectionPlan(
                 "overwrite", f"{target.describe()} ({rows}) would be dropped and made anew", run
             )
