@@ -26,16 +26,17 @@ Per run, as Beam steps (see :class:`PlanSync` and :class:`CompleteSync`):
    launcher, holds the whole manifest; a worker holds one query's answer at
    a time (at most 16,384 entries of about 100 bytes).
 
-Every read waits for one server timestamp taken by the launcher before the
-run (:func:`read_timestamp`): it sees every write made before the run, and
-costs what a bounded read costs, where a ``Strong`` read waits for the
-server's next time tick (about 200 ms on Milvus 2.3.5) on every query.
-
 4. Before any row of a document is written or deleted, its entry is marked
    *pending* (an empty hash); the rows are upserted (ids are deterministic);
    then the document's rows that this run did not write are deleted, and
    only then is the entry's hash written (*complete*). A deleted document's
    rows go first, then its entry.
+
+Every read of the manifest waits for one server timestamp taken by the
+launcher before the run (:func:`read_timestamp`): it sees every write made
+before the run, and costs what a bounded read costs, where a ``Strong`` read
+waits for the server's next time tick (about 200 ms on Milvus 2.3.5) on every
+query.
 
 Why this converges: an entry with a hash means the document's rows are exactly
 those of that content, because the hash is written last and cleared first. A
