@@ -2,11 +2,11 @@
 
 A generated corpus (``bench.recall``: the benchmark's documents, cut and embedded with the demo
 model as ingestion does) goes into a collection made with ``WriteConfig()``; once its index is
-served, ``SearchMilvus`` with its defaults must return at least 0.99 of the exact top 10 that
-numpy finds over the same vectors, on embedded Milvus Lite and on a Milvus 2.3.5 server; so must
-an HNSW index with its default build and search parameters. Quality assertions, never timing
-ones. Also: the defaults themselves, the settings that override them, the wait for the built
-index, and Lite building the index it is asked for.
+served, ``SearchMilvus`` with its defaults, and the instant command's ``Searcher``, must return
+at least 0.99 of the exact top 10 that numpy finds over the same vectors, on embedded Milvus Lite
+and on a Milvus 2.3.5 server; so must an HNSW index with its default build and search
+parameters. Quality assertions, never timing ones. Also: the defaults themselves, the settings
+that override them, the wait for the built index, and Lite building the index it is asked for.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from transforms.milvus.collection import (
     wait_for_index,
 )
 from transforms.milvus.search import _SearchMilvusFn, resolve_search_params
+from transforms.milvus.searcher import Searcher, open_for_search
 from transforms.types import EncodedQuery, SearchResult
 
 CHUNKS = 4000
@@ -99,11 +100,20 @@ def _recall_of(corpus: Corpus, queries: np.ndarray, threshold: float) -> Any:
 
 
 def _search_and_check(target: MilvusTarget, corpus: Corpus, vectors: np.ndarray) -> None:
-    """SearchMilvus with its default search parameters finds >= 0.99 of the exact top 10."""
+    """SearchMilvus (the Beam path) and the instant command's Searcher, each with its
+    default search parameters, find >= 0.99 of the exact top 10."""
     encoded = [EncodedQuery(text=str(i), embedding=v) for i, v in enumerate(vectors)]
     with TestPipeline() as p:
         results = p | beam.Create(encoded) | SearchMilvus(target, top_k=TOP_K)
         assert_that(results, _recall_of(corpus, vectors, 0.99))
+    client = connect(target)
+    try:
+        searcher = Searcher(client, target, open_for_search(client, target, None), top_k=TOP_K)
+        _recall_of(corpus, vectors, 0.99)(
+            searcher.search([str(i) for i in range(len(vectors))], list(vectors))
+        )
+    finally:
+        client.close()
 
 
 def _vector_index(target: MilvusTarget) -> dict[str, Any]:
