@@ -392,7 +392,7 @@ def _run(
     flags = options.view_as(IngestOptions)
     with (
         _run_target(settings, options) as target,
-        Progress(flags.progress_interval_s, settings.run_id) as live,
+        Progress(flags.progress_interval_s, settings.run_id, host=flags.progress_host) as live,
     ):
         # The runner is made first: one that refuses to run (a Beam version it
         # does not support) must do so before any collection is made or dropped.

@@ -164,6 +164,14 @@ class IngestOptions(PipelineOptions):
             "read, chunks written, rates, elapsed, ETA; 0 for none",
         )
         parser.add_argument(
+            "--progress_host",
+            metavar="HOST",
+            default="127.0.0.1",
+            help="an address of this machine that the workers can reach, where they send their "
+            "progress counts (UDP); the loopback address suits workers on this machine, give "
+            "one of its network addresses for a cluster's",
+        )
+        parser.add_argument(
             "--max_dead_letters",
             metavar="LIMIT",
             help="fail the run (exit status 3) past this many dead letters: a count (100) or a "

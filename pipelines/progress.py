@@ -13,7 +13,9 @@ Where the counts come from (see :mod:`transforms.progress`):
   while ``pipeline.run()`` blocks, as it does on the FnApiRunner. This works on
   every runner whose workers run on the launcher's machine: the FnApiRunner
   (in memory or ``multi_processing``), Prism, and local Dask or portable
-  workers;
+  workers; with ``--progress_host`` set to a network address of the
+  launcher's machine, also for workers on other machines that can reach it
+  (a Dask or Flink cluster, a portable worker pool);
 * else, where the runner reports metrics while the job runs (Dataflow), Beam's
   metrics, polled. A portable job's result is never polled: it keeps the first
   metrics it fetches, which would freeze the report's counts.
@@ -134,8 +136,11 @@ class Collector:
 
     Args:
       run: The run's id, as the workers' reporters carry it.
-      host: Where to listen: the loopback interface, so that nothing outside
-        this machine can send to it.
+      host: Where to listen: by default the loopback interface, so that nothing
+        outside this machine can send to it; a network address of this machine
+        for workers elsewhere (anything that reaches it may then send counts,
+        which are only shown: reports of other runs are ignored, and the run's
+        report comes from Beam's metrics, never from these).
     """
 
     def __init__(self, run: str, host: str = "127.0.0.1") -> None:
@@ -225,6 +230,9 @@ class Progress:
       stream: Where to show it (stderr).
       bar: A bar redrawn in place (what a terminal gets) instead of lines;
         ``None``: a bar if ``stream`` is a terminal.
+      host: The address the collector listens on, which the workers send to:
+        loopback for workers on this machine, one of its network addresses
+        for workers on other machines (``--progress_host``).
     """
 
     def __init__(
@@ -234,9 +242,11 @@ class Progress:
         *,
         stream: IO[str] | None = None,
         bar: bool | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self._interval = interval_s
         self._run = run
+        self._host = host
         self._stream = stream if stream is not None else sys.stderr
         self._bar_wanted = bar
         self._collector: Collector | None = None
@@ -267,9 +277,11 @@ class Progress:
         if not self.enabled:
             return self
         try:
-            self._collector = Collector(self._run).start()
-        except OSError as e:  # no loopback socket: Beam's metrics only, where live
-            _LOGGER.debug("No progress collector: %s", e)
+            self._collector = Collector(self._run, self._host).start()
+        except OSError as e:  # no such address here: Beam's metrics only, where live
+            _LOGGER.warning(
+                "No live progress from the workers: cannot listen on %r: %s", self._host, e
+            )
         if self._collector is not None:
             address = self._collector.address
             # Workers in this process, and those it starts, report from their first count.

@@ -43,6 +43,7 @@ INGEST_FLAGS = [
     "--dead_letter_path",
     "--report_path",
     "--progress_interval_s",
+    "--progress_host",
     "--max_dead_letters",
     "--write_mode",
     "--scope",

@@ -311,3 +311,25 @@ def test_a_progress_line_is_one_write_with_its_newline() -> None:
     lines = [call for call in stream.calls if call.strip()]
     assert len(lines) == 2
     assert all(line.startswith("progress: ") and line.endswith("\n") for line in lines)
+
+
+def _network_address() -> str:
+    """An address of this machine other than loopback: the one its default route leaves from."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("203.0.113.1", 9))  # no datagram is sent: this only picks the route
+        return str(probe.getsockname()[0])
+    finally:
+        probe.close()
+
+
+def test_progress_reports_reach_a_network_address_given_for_remote_workers(
+    tmp_path, tiny_model, corpus
+) -> None:
+    """``--progress_host``: the collector listens on a network address of this machine, not
+    loopback, as for a cluster's workers, and the worker processes' reports reach it."""
+    host = _network_address()
+    assert not host.startswith("127."), "this machine has no address but loopback"
+    config = config_for(tmp_path, tiny_model, corpus, "progress_host")
+    done = ingest(config, *MULTI_PROCESS, "--progress_interval_s", "0.5", "--progress_host", host)
+    check_progress(done.stderr, report_of(done.stdout))
