@@ -56,3 +56,31 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=libraries, format=LOG_FORMAT, stream=sys.stderr, force=True)
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(project)
+    if project > logging.DEBUG:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_WithoutBeamWorkerNoise())
+
+
+_BEAM_WORKER_NOISE = (
+    # This project's flags, which a worker's Beam options do not know: they were checked
+    # on the launcher before the run (an unknown flag stops the command there).
+    "Discarding unparseable args",
+    # Workers the FnApiRunner starts have no such directory, and need none.
+    "No semi_persistent_directory found",
+)
+
+
+class _WithoutBeamWorkerNoise(logging.Filter):
+    """Drops the two warnings every Beam SDK worker process logs on a healthy run.
+
+    Beam's local job service relays each worker's log records to the launcher,
+    where they came out as two long WARNING lines per worker process on every
+    multi-process run. Only those two messages, only from Beam's runner
+    loggers; shown at ``--log_level DEBUG``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("apache_beam.runners"):
+            return True
+        message = record.getMessage()
+        return not any(noise in message for noise in _BEAM_WORKER_NOISE)

@@ -357,6 +357,28 @@ def test_a_successful_run_logs_this_projects_info_lines_and_no_error(
     assert not [line for line in lines if line.startswith("DEBUG ")]
 
 
+def test_a_run_with_worker_processes_shows_none_of_beams_worker_noise(
+    tmp_path: pathlib.Path, demo_model: str
+) -> None:
+    """Each worker process of a multi-process run logged two long WARNING lines through
+    Beam's job service (our flags "discarded", a missing directory): none is shown now."""
+    (tmp_path / "d.jsonl").write_text(
+        '{"id": "a", "text": "one short text"}\n{"id": "b", "text": "another"}\n'
+    )
+    done = run_entry(
+        "pipelines.ingest",
+        ["--input", "d.jsonl", "--model", demo_model, "--milvus_uri", "x.db",
+         "--collection", "c", "--direct_num_workers", "2",
+         "--direct_running_mode", "multi_processing"],
+        tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["model_loads"] == 2
+    for noise in ("Discarding unparseable args", "semi_persistent_directory"):
+        assert noise not in done.stderr, done.stderr
+    assert "ERROR" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_log_level_warning_shows_no_info_line(
     ingested: subprocess.CompletedProcess[str], notes: pathlib.Path
 ) -> None:
