@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.corpus import write_corpus
-from bench.measure import write_report
+from bench.measure import code_commit, write_report
 
 __all__ = ["GOAL_S", "main", "markdown", "stop_once_writing"]
 
@@ -133,13 +133,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    return done.stdout.strip() or "unknown"
-
-
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.interrupt",
@@ -210,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
-        "commit": _commit(),
+        "commit": code_commit(),
         "documents": args.docs,
         "goal_s": GOAL_S,
         "rows": rows,

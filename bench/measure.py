@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-__all__ = ["Measurement", "measure", "write_report"]
+__all__ = ["Measurement", "code_commit", "measure", "write_report"]
 
 
 @dataclasses.dataclass
@@ -157,3 +157,20 @@ def write_report(
             f.write(table)
     print()
     print(table)
+
+
+def code_commit() -> str:
+    """The commit measured: ``HEAD``, marked when ``transforms/`` or ``pipelines/`` differ
+    from it (the code a benchmark runs is the working tree's)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*words: str) -> str:
+        done = subprocess.run(
+            ["git", *words], cwd=repo, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--", "transforms", "pipelines"):
+        commit += " + uncommitted changes in transforms/ or pipelines/"
+    return commit

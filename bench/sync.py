@@ -41,7 +41,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bench.corpus import read_corpus, write_corpus, write_ingest_config
-from bench.measure import Measurement, measure, write_report
+from bench.measure import Measurement, code_commit, measure, write_report
 
 __all__ = ["RUNS", "TARGETS", "edit_corpus", "main", "markdown", "summarize", "targets"]
 
@@ -639,19 +638,6 @@ def markdown(report: dict[str, Any]) -> str:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _commit() -> str:
-    def git(*words: str) -> str:
-        done = subprocess.run(
-            ["git", *words], cwd=REPO, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "transforms", "pipelines"):
-        commit += " + uncommitted changes in transforms/ or pipelines/"
-    return commit
-
-
 def _memory_gib() -> float:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -757,7 +743,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         row["floor"] = True
     report: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
-        "commit": _commit(),
+        "commit": code_commit(),
         "settings": {
             "sizes": sizes,
             "repeat": args.repeat,

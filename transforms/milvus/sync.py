@@ -335,8 +335,8 @@ def _not_loaded(error: BaseException) -> bool:
     return getattr(error, "code", None) == 101 or "not loaded" in message or "released" in message
 
 
-class _ReadManifestFn(_MilvusFn):
-    """Reads the scope's entries of one bucket range: ``(document id, rows stored)``."""
+class _ManifestReaderFn(_MilvusFn):
+    """A DoFn that queries the manifest for a scope, each read as of ``read_at``."""
 
     def __init__(
         self, manifest: MilvusTarget, scope: str, config: WriteConfig, read_at: int | None
@@ -344,6 +344,29 @@ class _ReadManifestFn(_MilvusFn):
         super().__init__(manifest, config)
         self._scope = scope
         self._read_at = read_at
+
+    def _query(self, what: str, expression: str, fields: list[str], limit: int) -> Any:
+        """The entries matching ``expression``, under the retry policy."""
+        return self._call(
+            what,
+            lambda: self._client.query(
+                self._target.collection,
+                filter=expression,
+                output_fields=fields,
+                limit=limit,
+                **_consistency(self._read_at),
+            ),
+            reads=self._target.collection,
+        )
+
+
+class _ReadManifestFn(_ManifestReaderFn):
+    """Reads the scope's entries of one bucket range: ``(document id, rows stored)``."""
+
+    def __init__(
+        self, manifest: MilvusTarget, scope: str, config: WriteConfig, read_at: int | None
+    ) -> None:
+        super().__init__(manifest, scope, config, read_at)
         self._read = metrics.counter(metrics.MANIFEST_ENTRIES_READ)
 
     def process(self, bounds: tuple[int, int]) -> Iterator[tuple[str, int]]:
@@ -351,16 +374,11 @@ class _ReadManifestFn(_MilvusFn):
         expression = (
             f"{_scope_filter(self._scope)} and {FIELD_BUCKET} >= {lo} and {FIELD_BUCKET} < {hi}"
         )
-        entries = self._call(
+        entries = self._query(
             "Reading the sync manifest",
-            lambda: self._client.query(
-                self._target.collection,
-                filter=expression,
-                output_fields=[FIELD_DOCUMENT_ID, FIELD_CHUNK_COUNT],
-                limit=_QUERY_LIMIT,
-                **_consistency(self._read_at),
-            ),
-            reads=self._target.collection,
+            expression,
+            [FIELD_DOCUMENT_ID, FIELD_CHUNK_COUNT],
+            _QUERY_LIMIT,
         )
         if len(entries) >= _QUERY_LIMIT:  # maybe more: read both halves instead
             if hi - lo < 2:
@@ -420,7 +438,7 @@ _GONE = "gone"
 _HASHES = "hashes"
 
 
-class _CompareStoredFn(_MilvusFn):
+class _CompareStoredFn(_ManifestReaderFn):
     """Compares documents with their stored entries, looked up by id a batch at a time.
 
     Drops the unchanged; emits ``(document, hash, rows stored)`` of each
@@ -431,9 +449,7 @@ class _CompareStoredFn(_MilvusFn):
     def __init__(
         self, manifest: MilvusTarget, scope: str, config: WriteConfig, read_at: int | None
     ) -> None:
-        super().__init__(manifest, config)
-        self._scope = scope
-        self._read_at = read_at
+        super().__init__(manifest, scope, config, read_at)
         self._buffer: list[tuple[Document, str, Any, Any]] = []
         self._id_bytes = 0
         self._text_bytes = 0
@@ -469,21 +485,11 @@ class _CompareStoredFn(_MilvusFn):
         if not batch:
             return
         ids = list(dict.fromkeys(document.id for document, _, _, _ in batch))
-        found = self._call(
+        found = self._query(
             "Looking up stored hashes",
-            lambda: self._client.query(
-                self._target.collection,
-                filter=_in(FIELD_DOCUMENT_ID, ids),
-                output_fields=[
-                    FIELD_DOCUMENT_ID,
-                    FIELD_SCOPE,
-                    FIELD_CONTENT_HASH,
-                    FIELD_CHUNK_COUNT,
-                ],
-                limit=len(ids),
-                **_consistency(self._read_at),
-            ),
-            reads=self._target.collection,
+            _in(FIELD_DOCUMENT_ID, ids),
+            [FIELD_DOCUMENT_ID, FIELD_SCOPE, FIELD_CONTENT_HASH, FIELD_CHUNK_COUNT],
+            len(ids),
         )
         stored = {
             str(entry[FIELD_DOCUMENT_ID]): (
