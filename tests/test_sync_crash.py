@@ -207,7 +207,9 @@ def config_file(folder: pathlib.Path, uri: str, collection: str, corpus_dir: pat
         "model": DEMO_MODEL,
         "milvus": {"uri": uri, "collection": collection, "connect_timeout_s": 5},
         # Small batches: rows come in over many upserts, so that a kill lands between them.
-        "write": {"max_batch_rows": 128},
+        # Documents are compared as they are read and marked pending 256 at a time between
+        # the writes of the ones before, so slower writes also keep entries pending longer.
+        "write": {"max_batch_rows": 32},
         "dead_letter_path": str(folder / "dead_letters"),
     }
     path = folder / f"{collection}.yaml"
