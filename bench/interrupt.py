@@ -32,12 +32,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.corpus import write_corpus
-from bench.measure import code_commit, write_report
+from bench.measure import REPO, add_run_arguments, code_commit, write_report
 
 __all__ = ["GOAL_S", "main", "markdown", "stop_once_writing"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(REPO, "models", "minilm-l6-m2v-256")
 GOAL_S = 5.0
 """The issue's goal: a run stops within this long after Ctrl-C."""
 _WRITING = re.compile(r"([\d,]+) chunks written")
@@ -144,14 +142,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=2, help="Worker processes of the second setting."
     )
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each setting.")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Model2Vec model folder.")
-    parser.add_argument(
-        "--work",
-        default=os.path.join(REPO, "work", "bench", "interrupt"),
-        help="Folder of the corpus and stores.",
-    )
-    parser.add_argument("--json", help="Write the report here as JSON.")
-    parser.add_argument("--markdown", help="Write the table here as Markdown.")
+    add_run_arguments(parser, name="interrupt", work_help="Folder of the corpus and stores.")
     parser.add_argument(
         "--timeout_s",
         type=float,

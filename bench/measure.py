@@ -9,6 +9,7 @@ and the peak of the memory of all its processes together is sampled from
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import subprocess
@@ -16,7 +17,19 @@ import threading
 import time
 from collections.abc import Sequence
 
-__all__ = ["Measurement", "code_commit", "measure", "write_report"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "REPO",
+    "Measurement",
+    "add_run_arguments",
+    "code_commit",
+    "measure",
+    "write_report",
+]
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODEL = os.path.join(REPO, "models", "minilm-l6-m2v-256")
+"""The demo model the repository ships: what every bench embeds with by default."""
 
 
 @dataclasses.dataclass
@@ -162,11 +175,10 @@ def write_report(
 def code_commit() -> str:
     """The commit measured: ``HEAD``, marked when ``transforms/`` or ``pipelines/`` differ
     from it (the code a benchmark runs is the working tree's)."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def git(*words: str) -> str:
         done = subprocess.run(
-            ["git", *words], cwd=repo, capture_output=True, text=True, check=False
+            ["git", *words], cwd=REPO, capture_output=True, text=True, check=False
         )
         return done.stdout.strip()
 
@@ -174,3 +186,13 @@ def code_commit() -> str:
     if git("status", "--porcelain", "--", "transforms", "pipelines"):
         commit += " + uncommitted changes in transforms/ or pipelines/"
     return commit
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, name: str, work_help: str) -> None:
+    """The flags every whole-process bench takes: the model, its work folder
+    (``work/bench/<name>`` of the repository), and where its JSON report and Markdown
+    table go."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="Model2Vec model folder.")
+    parser.add_argument("--work", default=os.path.join(REPO, "work", "bench", name), help=work_help)
+    parser.add_argument("--json", help="Write the report here as JSON.")
+    parser.add_argument("--markdown", help="Write the table here as Markdown.")

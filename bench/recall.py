@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.measure import DEFAULT_MODEL, REPO
 from transforms.config import IndexConfig, MilvusTarget, WriteConfig, WriteMode
 from transforms.milvus.client import connect
 from transforms.milvus.collection import finish_collection, prepare_collection, wait_for_index
@@ -71,8 +72,6 @@ __all__ = [
     "wait_lite_indexed",
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(REPO, "models", "minilm-l6-m2v-256")
 SERVER, LITE = "server", "lite"
 TIE_TOLERANCE = 1e-5
 """A hit whose exact score is within this of the k-th best counts as a true neighbour."""

@@ -48,13 +48,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.corpus import write_corpus, write_ingest_config
-from bench.measure import Measurement, measure, write_report
+from bench.measure import DEFAULT_MODEL, REPO, Measurement, measure, write_report
 from transforms.testing import servers
 
 __all__ = ["CONTENDERS", "Contender", "main", "markdown"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(REPO, "models", "minilm-l6-m2v-256")
 PYTHON = sys.executable
 
 SERVER = "server"

@@ -35,8 +35,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from bench.measure import Measurement, measure
-from bench.recall import DEFAULT_MODEL, REPO, make_corpus
+from bench.measure import DEFAULT_MODEL, REPO, Measurement, measure
+from bench.recall import make_corpus
 
 __all__ = ["SCRIPT", "main", "markdown"]
 

@@ -49,12 +49,17 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bench.corpus import read_corpus, write_corpus, write_ingest_config
-from bench.measure import Measurement, code_commit, measure, write_report
+from bench.measure import (
+    REPO,
+    Measurement,
+    add_run_arguments,
+    code_commit,
+    measure,
+    write_report,
+)
 
 __all__ = ["RUNS", "TARGETS", "edit_corpus", "main", "markdown", "summarize", "targets"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(REPO, "models", "minilm-l6-m2v-256")
 PORT_OFFSET = 900
 
 FIRST, UNCHANGED, EDITED, FULL = "first", "unchanged", "edited", "full"
@@ -681,19 +686,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--floor_docs", type=int, default=10, help="Documents of the floor runs (0: none)."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the corpus.")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Model2Vec model folder.")
     parser.add_argument(
         "--milvus_uri",
         help="A Milvus server to use, or a *.db path for embedded Milvus Lite (default: start "
         "a Milvus 2.3.5 server).",
     )
-    parser.add_argument(
-        "--work",
-        default=os.path.join(REPO, "work", "bench", "sync"),
-        help="Folder of the corpora, configs, reports and logs.",
+    add_run_arguments(
+        parser, name="sync", work_help="Folder of the corpora, configs, reports and logs."
     )
-    parser.add_argument("--json", help="Write the report here as JSON.")
-    parser.add_argument("--markdown", help="Write the table here as Markdown.")
     parser.add_argument("--timeout_s", type=float, default=3600.0, help="Longest run.")
     return parser.parse_args(argv)
 
